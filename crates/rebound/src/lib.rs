@@ -1,0 +1,86 @@
+//! # rebound
+//!
+//! Retries that do not make outages worse.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rebound::{Backoff, Jitter, RetryBudget, RetryPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One policy per dependency: 3 attempts (the first and 2 retries),
+//! // exponential backoff with full jitter, a 2 s total budget of time,
+//! // and a retry budget shared by every call so an outage is not amplified.
+//! let inventory = RetryPolicy::builder()
+//!     .dependency("inventory")
+//!     .max_attempts(3)
+//!     .backoff(Backoff::exponential(Duration::from_millis(100)).with_jitter(Jitter::Full))
+//!     .attempt_timeout(Duration::from_millis(300))
+//!     .total_timeout(Duration::from_secs(2))
+//!     .budget(RetryBudget::ratio(0.1).build()?)
+//!     .build()?;
+//!
+//! let mut attempts = 0;
+//! let reserved = inventory
+//!     .retry(|| {
+//!         attempts += 1;
+//!         let first = attempts == 1;
+//!         async move {
+//!             if first { Err("503 Service Unavailable") } else { Ok("reservation r-17") }
+//!         }
+//!     })
+//!     .await?;
+//! assert_eq!(reserved, "reservation r-17");
+//! assert_eq!(attempts, 2);
+//! # Ok(()) }
+//! ```
+//!
+//! ## What is here
+//!
+//! | piece | what it does |
+//! |---|---|
+//! | [`Backoff`], [`Jitter`] | how long to wait before each retry: constant, linear, exponential; full, equal, decorrelated, proportional jitter |
+//! | [`RetryPolicy`] | attempts, backoff, per-attempt and total timeouts, server-requested delays, budget |
+//! | [`RetryPolicy::retry`], [`RetryPolicy::retry_blocking`] | async (tokio) and blocking executors |
+//! | [`Classifier`], [`Decision`] | transient vs permanent, and `Retry-After` |
+//! | [`RetryBudget`] | a cap on retries shared by all calls: ratio (SRE/Finagle) or token bucket (gRPC) |
+//! | [`RetryState`] | the sans-IO state machine every executor drives |
+//! | [`Clock`], [`ManualClock`], [`RandomSource`] | injected time and randomness, for deterministic tests |
+//! | [`telemetry`] | metric names (the seeds' names, verbatim) |
+//!
+//! ## Vocabulary
+//!
+//! * An **attempt** is one call of your operation. `max_attempts` counts the
+//!   first one. A **retry** is an attempt after the first.
+//! * A **transient** failure may go away if you wait (timeouts, resets, 503,
+//!   429); a **permanent** one will not (400, 401, 403, 404, 422).
+//! * **Exponential** means `base * factor^n`, never `base^n`.
+//!
+//! ## Design
+//!
+//! Policies decide, drivers act: every policy is a plain state machine that
+//! reads the time from an injected [`Clock`] and never sleeps or spawns. The
+//! executors here, the tower layers, the HTTP middleware and the simulator
+//! all drive the same code.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod backoff;
+pub mod budget;
+pub mod classify;
+pub mod clock;
+pub mod error;
+pub mod random;
+pub mod retry;
+pub mod telemetry;
+
+pub use backoff::{Backoff, BackoffState, Jitter, Schedule};
+pub use budget::{BudgetSnapshot, RetryBudget};
+pub use classify::{Classifier, Decision, Outcome};
+pub use clock::{Clock, ManualClock};
+pub use error::ConfigError;
+pub use random::RandomSource;
+pub use retry::{
+    Attempt, Failure, Next, Report, RetryError, RetryEvent, RetryPolicy, RetryPolicyBuilder,
+    RetryState, Stop,
+};

@@ -1,0 +1,269 @@
+//! The retry decision as a plain state machine (sans-IO).
+//!
+//! [`RetryState`] never sleeps, spawns or calls anything: given the time and
+//! what an attempt produced, it answers "start an attempt?" and "retry, after
+//! how long?". The async and blocking executors, the tower layer, the HTTP
+//! middleware and the simulator all drive this one type, so they cannot
+//! disagree about a policy.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rebound::{Clock, Decision, Next, Outcome, RetryPolicy, Stop};
+//!
+//! let (clock, time) = Clock::manual();
+//! let policy = RetryPolicy::builder().max_attempts(2).clock(clock.clone()).build().unwrap();
+//! let mut state = policy.start();
+//!
+//! let attempt = state.begin_attempt(&policy, clock.now()).unwrap();
+//! let failed: Outcome<'_, (), &str> = Outcome::Err(&"reset");
+//! let Next::Retry { delay } = state.on_outcome(&policy, clock.now(), attempt, failed, Decision::Retry) else {
+//!     panic!("first failure is retried");
+//! };
+//! time.advance(delay); // a driver sleeps here
+//!
+//! let attempt = state.begin_attempt(&policy, clock.now()).unwrap();
+//! let next = state.on_outcome(&policy, clock.now(), attempt, failed, Decision::Retry);
+//! assert_eq!(next, Next::Stop(Stop::AttemptsExhausted));
+//! ```
+
+use std::time::{Duration, Instant};
+
+use crate::backoff::BackoffState;
+use crate::classify::{Decision, Outcome};
+use crate::retry::{RetryPolicy, Stop};
+use crate::telemetry;
+
+/// What to do after an attempt: retry after a delay, or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait `delay`, then start the next attempt.
+    Retry {
+        /// How long to wait.
+        delay: Duration,
+    },
+    /// Stop calling.
+    Stop(Stop),
+}
+
+/// One call's progress through a [`RetryPolicy`]. See the [module docs](self).
+#[derive(Debug)]
+pub struct RetryState {
+    started: Instant,
+    deadline: Option<Instant>,
+    attempts: u32,
+    backoff: BackoffState,
+    rng: Option<fastrand::Rng>,
+}
+
+/// A started attempt: hand it back to [`RetryState::on_outcome`].
+///
+/// Dropping it without an outcome (the attempt was cancelled) is fine: any
+/// permit it holds is released.
+#[derive(Debug)]
+#[must_use = "pass the attempt back to RetryState::on_outcome"]
+pub struct Attempt {
+    number: u32,
+    timeout: Option<Duration>,
+    cut_by_deadline: bool,
+}
+
+impl Attempt {
+    /// The attempt's number, 1 for the first.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// How long the attempt may run: the per-attempt timeout or what is left
+    /// of the total timeout, whichever is shorter; `None` for no limit.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Whether [`timeout`](Self::timeout) is the rest of the total timeout
+    /// rather than the per-attempt timeout.
+    pub fn cut_by_deadline(&self) -> bool {
+        self.cut_by_deadline
+    }
+}
+
+impl RetryState {
+    /// A new call starting at `now`.
+    pub fn new(policy: &RetryPolicy, now: Instant) -> Self {
+        RetryState {
+            started: now,
+            deadline: policy.total_timeout.and_then(|t| now.checked_add(t)),
+            attempts: 0,
+            backoff: BackoffState::new(),
+            rng: None,
+        }
+    }
+
+    /// Attempts started so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// When the call started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// When the total timeout runs out, if there is one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Asks to start the next attempt at `now`.
+    ///
+    /// Refuses with [`Stop::DeadlineExceeded`] when the total timeout has
+    /// run out.
+    pub fn begin_attempt(&mut self, policy: &RetryPolicy, now: Instant) -> Result<Attempt, Stop> {
+        let remaining = match self.deadline {
+            Some(d) if now >= d => {
+                return Err(Stop::DeadlineExceeded {
+                    requested_delay: None,
+                })
+            }
+            Some(d) => Some(d - now),
+            None => None,
+        };
+        self.attempts += 1;
+        if self.attempts == 1 {
+            if let Some(b) = &policy.budget {
+                b.record_request();
+            }
+        }
+        let (timeout, cut_by_deadline) = match (policy.attempt_timeout, remaining) {
+            (Some(a), Some(r)) if r < a => (Some(r), true),
+            (Some(a), _) => (Some(a), false),
+            (None, Some(r)) => (Some(r), true),
+            (None, None) => (None, false),
+        };
+        Ok(Attempt {
+            number: self.attempts,
+            timeout,
+            cut_by_deadline,
+        })
+    }
+
+    /// Reports what `attempt` produced at `now` and what the classifier
+    /// decided about it; answers whether and when to retry.
+    ///
+    /// Order of checks on a transient failure: attempts left → server delay
+    /// within `max_server_delay` → delay fits before the deadline → budget.
+    /// The budget is asked last, so a retry that would not happen anyway
+    /// does not spend it.
+    pub fn on_outcome<T, E>(
+        &mut self,
+        policy: &RetryPolicy,
+        now: Instant,
+        attempt: Attempt,
+        outcome: Outcome<'_, T, E>,
+        decision: Decision,
+    ) -> Next {
+        let dep = &policy.dependency;
+        if let Outcome::Timeout(after) = outcome {
+            telemetry::incr(telemetry::DEPENDENCY_TIMEOUT_TOTAL, dep);
+            tracing::debug!(
+                dependency = &**dep,
+                attempt = attempt.number,
+                ?after,
+                "attempt timed out"
+            );
+        }
+        let requested = match decision {
+            Decision::DoNotRetry => {
+                return match outcome {
+                    Outcome::Ok(_) => {
+                        if let Some(b) = &policy.budget {
+                            b.record_success();
+                        }
+                        if attempt.number > 1 {
+                            tracing::debug!(
+                                dependency = &**dep,
+                                attempts = attempt.number,
+                                "succeeded after retries"
+                            );
+                        }
+                        Next::Stop(Stop::Succeeded)
+                    }
+                    _ => {
+                        tracing::debug!(
+                            dependency = &**dep,
+                            attempt = attempt.number,
+                            "permanent failure, not retrying"
+                        );
+                        Next::Stop(Stop::Permanent)
+                    }
+                };
+            }
+            Decision::Retry => None,
+            Decision::RetryAfter(d) => Some(d),
+        };
+        if let Some(b) = &policy.budget {
+            b.record_failure();
+        }
+        let give_up = |stop: Stop| {
+            telemetry::incr_reason(telemetry::RETRY_EXHAUSTED_TOTAL, dep, stop.as_str());
+            tracing::info!(
+                dependency = &**dep,
+                attempts = attempt.number,
+                reason = stop.as_str(),
+                "giving up: {stop}"
+            );
+            Next::Stop(stop)
+        };
+        if attempt.number >= policy.max_attempts {
+            return give_up(Stop::AttemptsExhausted);
+        }
+        if attempt.cut_by_deadline && matches!(outcome, Outcome::Timeout(_)) {
+            return give_up(Stop::DeadlineExceeded {
+                requested_delay: None,
+            });
+        }
+        let rng = self.rng.get_or_insert_with(|| policy.random.rng());
+        let mut delay = policy.backoff.next_delay(&mut self.backoff, rng);
+        if let Some(req) = requested {
+            if req > policy.max_server_delay {
+                return give_up(Stop::Throttled {
+                    retry_after: Some(req),
+                });
+            }
+            delay = delay.max(req);
+        }
+        if let Some(deadline) = self.deadline {
+            if now.checked_add(delay).is_none_or(|t| t >= deadline) {
+                return give_up(Stop::DeadlineExceeded {
+                    requested_delay: requested,
+                });
+            }
+        }
+        if let Some(b) = &policy.budget {
+            if !b.try_withdraw() {
+                telemetry::incr(telemetry::RETRY_BUDGET_EXHAUSTED_TOTAL, dep);
+                return give_up(Stop::BudgetExhausted);
+            }
+        }
+        telemetry::incr(telemetry::RETRY_ATTEMPTS_TOTAL, dep);
+        tracing::debug!(
+            dependency = &**dep,
+            attempt = attempt.number,
+            ?delay,
+            "retrying after transient failure"
+        );
+        Next::Retry { delay }
+    }
+
+    /// Ends the call early with `stop` (a driver-side refusal such as a full
+    /// bulkhead), emitting the same telemetry as any other give-up.
+    pub fn abort(&mut self, policy: &RetryPolicy, stop: Stop) -> Stop {
+        if self.attempts > 0 {
+            telemetry::incr_reason(
+                telemetry::RETRY_EXHAUSTED_TOTAL,
+                &policy.dependency,
+                stop.as_str(),
+            );
+        }
+        stop
+    }
+}
