@@ -1,1 +1,318 @@
-fn main() {}
+//! Requests/s through the idempotency layer vs the same axum app without it,
+//! over loopback HTTP, first-time and replay paths, per store, in one run.
+//! Then the number of store round trips per claim and per complete on Redis
+//! and PostgreSQL, counted by the stores and cross-checked on the servers.
+//!
+//! ```text
+//! REBOUND_REDIS_URL=redis://127.0.0.1:6379 \
+//! REBOUND_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
+//!   cargo bench -p rebound-idempotency --all-features --bench throughput
+//! ```
+//! Stores whose variable is unset (or whose feature is off) are skipped.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use criterion::{Criterion, Throughput};
+use rebound_idempotency::{IdempotencyLayer, MemoryStore, Store};
+
+/// Requests per measured iteration, and how many are in flight at once.
+const BATCH: usize = 64;
+const CONCURRENCY: usize = 16;
+
+static KEYS: AtomicU64 = AtomicU64::new(0);
+
+fn handler_app() -> Router {
+    Router::new().route(
+        "/orders",
+        post(|body: String| async move { (StatusCode::CREATED, format!("order for {body}")) }),
+    )
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// BATCH requests, CONCURRENCY at a time; `key` picks each request's key.
+async fn batch(client: &reqwest::Client, url: &str, key: impl Fn(usize) -> Option<String>) {
+    let per_worker = BATCH / CONCURRENCY;
+    let key = &key;
+    futures_util::future::join_all((0..CONCURRENCY).map(|w| async move {
+        for i in 0..per_worker {
+            let mut rb = client.post(url).body("sku-1 x1");
+            if let Some(k) = key(w * per_worker + i) {
+                rb = rb.header("Idempotency-Key", k);
+            }
+            let r = rb.send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.bytes().await.unwrap();
+        }
+    }))
+    .await;
+}
+
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+}
+
+async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
+    let mut out: Vec<(&'static str, Arc<dyn Store>)> =
+        vec![("memory", Arc::new(MemoryStore::new()))];
+    #[cfg(feature = "redb")]
+    {
+        let path = std::env::temp_dir().join(format!("rebound-bench-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        out.push((
+            "redb",
+            Arc::new(rebound_idempotency::RedbStore::open(&path).unwrap()),
+        ));
+    }
+    #[cfg(feature = "redis")]
+    match std::env::var("REBOUND_REDIS_URL") {
+        Ok(url) => {
+            let s = rebound_idempotency::RedisStore::connect(&url)
+                .await
+                .unwrap()
+                .with_prefix(format!("rebound_bench_{}:", std::process::id()))
+                .unwrap()
+                .with_gc_grace(Duration::from_secs(60));
+            out.push(("redis", Arc::new(s)));
+        }
+        Err(_) => println!("skipped: REBOUND_REDIS_URL not set"),
+    }
+    #[cfg(feature = "postgres")]
+    match std::env::var("REBOUND_POSTGRES_URL") {
+        Ok(url) => {
+            let s = rebound_idempotency::PostgresStore::connect(&url)
+                .unwrap()
+                .with_table(&format!("idem_bench_{}", std::process::id()))
+                .unwrap();
+            s.migrate().await.unwrap();
+            out.push(("postgres", Arc::new(s)));
+        }
+        Err(_) => println!("skipped: REBOUND_POSTGRES_URL not set"),
+    }
+    out
+}
+
+fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY * 2)
+        .build()
+        .unwrap();
+    let targets: Vec<Target> = rt.block_on(async {
+        let mut t = vec![Target {
+            name: "bare (no layer)",
+            addr: serve(handler_app()).await,
+        }];
+        for (name, store) in stores().await {
+            let layer = IdempotencyLayer::builder_shared(store).build().unwrap();
+            t.push(Target {
+                name,
+                addr: serve(handler_app().layer(layer)).await,
+            });
+        }
+        t
+    });
+
+    let mut group = c.benchmark_group("first_time");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for t in &targets {
+        let url = format!("http://{}/orders", t.addr);
+        let bare = t.name.starts_with("bare");
+        group.bench_function(t.name, |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        batch(&client, &url, |_| {
+                            (!bare).then(|| format!("k{}", KEYS.fetch_add(1, Ordering::Relaxed)))
+                        })
+                        .await;
+                    }
+                    start.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for t in &targets {
+        let url = format!("http://{}/orders", t.addr);
+        let bare = t.name.starts_with("bare");
+        // One completed key per request slot, replayed over and over.
+        let base = KEYS.fetch_add(BATCH as u64, Ordering::Relaxed);
+        let key = move |i: usize| (!bare).then(|| format!("r{}", base + i as u64));
+        rt.block_on(batch(&client, &url, key));
+        group.bench_function(t.name, |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        batch(&client, &url, key).await;
+                    }
+                    start.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Round trips per claim and per complete, as counted by the store and by
+/// the server.
+#[allow(unused_variables)]
+fn round_trips(rt: &tokio::runtime::Runtime) {
+    use rebound_idempotency::{
+        ClaimOutcome, ClaimRequest, Clock, Fingerprint, StoredResponse, SystemClock,
+    };
+    const N: u64 = 200;
+    let resp = StoredResponse {
+        status: 201,
+        headers: vec![],
+        body: "ok".into(),
+    };
+    let claim = |key: String| ClaimRequest {
+        key: Box::leak(key.into_boxed_str()),
+        fingerprint: Fingerprint::of(&[b"a"]),
+        now: SystemClock.now(),
+        lease: Duration::from_secs(30),
+        ttl: Duration::from_secs(60),
+    };
+    println!("\nstore round trips ({N} claims, {N} completes, {N} replays):");
+
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REBOUND_REDIS_URL") {
+        rt.block_on(async {
+            let store = rebound_idempotency::RedisStore::connect(&url)
+                .await
+                .unwrap()
+                .with_prefix(format!("rebound_rt_{}:", std::process::id()))
+                .unwrap();
+            let mut admin = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            // Warm: load scripts.
+            let ClaimOutcome::Claimed { fence } = store.claim(claim("warm".into())).await.unwrap() else { panic!() };
+            store.complete("warm", fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+            let (mut c_claim, mut c_complete, mut c_replay) = (0, 0, 0);
+            let mut server = 0;
+            for i in 0..N {
+                let key = format!("rt{i}");
+                let info0: String = redis::cmd("INFO").arg("commandstats").query_async(&mut admin).await.unwrap();
+                let a = store.round_trips();
+                let ClaimOutcome::Claimed { fence } = store.claim(claim(key.clone())).await.unwrap() else { panic!() };
+                let b = store.round_trips();
+                store.complete(&key, fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+                let c = store.round_trips();
+                assert!(matches!(store.claim(claim(key.clone())).await.unwrap(), ClaimOutcome::Completed(_)));
+                let d = store.round_trips();
+                let info1: String = redis::cmd("INFO").arg("commandstats").query_async(&mut admin).await.unwrap();
+                c_claim += b - a;
+                c_complete += c - b;
+                c_replay += d - c;
+                // Count EVALSHA calls on the server: the scripts' inner
+                // HMGET/HSET/PEXPIRE run server-side, not as round trips.
+                let evalsha = |s: &str| {
+                    s.lines()
+                        .find(|l| l.starts_with("cmdstat_evalsha:"))
+                        .and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                server += evalsha(&info1) - evalsha(&info0);
+            }
+            println!(
+                "  redis:    per claim {:.2}, per complete {:.2}, per replay {:.2} (client-counted); server EVALSHA calls per request cycle {:.2} (claim+complete+replay = 3 expected)",
+                c_claim as f64 / N as f64,
+                c_complete as f64 / N as f64,
+                c_replay as f64 / N as f64,
+                server as f64 / N as f64
+            );
+        });
+    }
+
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("REBOUND_POSTGRES_URL") {
+        rt.block_on(async {
+            let table = format!("idem_rt_{}", std::process::id());
+            let store = rebound_idempotency::PostgresStore::connect(&url)
+                .unwrap()
+                .with_table(&table)
+                .unwrap();
+            store.migrate().await.unwrap();
+            let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            let (mut c_claim, mut c_complete, mut c_replay) = (0, 0, 0);
+            for i in 0..N {
+                let key = format!("rt{i}");
+                let a = store.round_trips();
+                let ClaimOutcome::Claimed { fence } = store.claim(claim(key.clone())).await.unwrap() else { panic!() };
+                let b = store.round_trips();
+                store.complete(&key, fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+                let c = store.round_trips();
+                assert!(matches!(store.claim(claim(key.clone())).await.unwrap(), ClaimOutcome::Completed(_)));
+                let d = store.round_trips();
+                c_claim += b - a;
+                c_complete += c - b;
+                c_replay += d - c;
+            }
+            println!(
+                "  postgres: per claim {:.2}, per complete {:.2}, per replay {:.2} (statements executed, each one round trip)",
+                c_claim as f64 / N as f64,
+                c_complete as f64 / N as f64,
+                c_replay as f64 / N as f64,
+            );
+            admin.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).await.unwrap();
+        });
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    throughput(&mut c, &rt);
+    round_trips(&rt);
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("REBOUND_POSTGRES_URL") {
+        rt.block_on(async {
+            let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let _ = admin
+                .batch_execute(&format!(
+                    "DROP TABLE IF EXISTS idem_bench_{}",
+                    std::process::id()
+                ))
+                .await;
+        });
+    }
+    #[cfg(feature = "redb")]
+    let _ = std::fs::remove_file(
+        std::env::temp_dir().join(format!("rebound-bench-{}.redb", std::process::id())),
+    );
+    c.final_summary();
+}

@@ -1,1 +1,108 @@
-//! wip
+//! Server-side `Idempotency-Key` handling for tower and axum: a retried
+//! write returns the stored result instead of running twice.
+//!
+//! ```
+//! use axum::{body::Body, http::Request, routing::post, Router};
+//! use rebound_idempotency::{IdempotencyLayer, MemoryStore};
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let reservations = Arc::new(AtomicU32::new(0));
+//! let counter = reservations.clone();
+//! let app = Router::new()
+//!     .route(
+//!         "/inventory/reservations",
+//!         post(move |body: String| async move {
+//!             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+//!             (axum::http::StatusCode::CREATED, format!("reservation {n} for {body}"))
+//!         }),
+//!     )
+//!     .layer(IdempotencyLayer::builder(MemoryStore::new()).build().unwrap());
+//!
+//! let request = || {
+//!     Request::post("/inventory/reservations")
+//!         .header("Idempotency-Key", "order_123_line_1_reservation")
+//!         .body(Body::from("sku-42 x1"))
+//!         .unwrap()
+//! };
+//! let first = app.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(first.status(), 201);
+//! assert!(first.headers().get("idempotent-replayed").is_none());
+//!
+//! // The client timed out and retries with the same key: same answer, no second reservation.
+//! let retry = app.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(retry.status(), 201);
+//! assert_eq!(retry.headers()["idempotent-replayed"], "true");
+//! let body = axum::body::to_bytes(retry.into_body(), 1024).await.unwrap();
+//! assert_eq!(&body[..], b"reservation 1 for sku-42 x1");
+//! assert_eq!(reservations.load(Ordering::SeqCst), 1);
+//!
+//! // Serve it for real with `axum::serve(listener, app)`.
+//! # }
+//! ```
+//!
+//! # What it does
+//!
+//! For each `POST`/`PATCH` (configurable) carrying an `Idempotency-Key`
+//! (an RFC 9651 sf-string, or a bare token in lenient mode), the layer
+//! buffers the body, fingerprints method, path, query and body, and makes
+//! **one atomic claim** in a [`Store`] under a key scoped by caller identity,
+//! method and route. Then:
+//!
+//! * first time: the handler runs under a **lease** that is renewed while it
+//!   runs; its response is stored (2xx, 3xx and deterministic 4xx by
+//!   default) with a **fencing token**, so a holder whose lease was taken
+//!   over cannot overwrite the new owner's record;
+//! * completed: the stored status, allow-listed headers and body are
+//!   replayed with `Idempotent-Replayed: true`;
+//! * still running: `409` with `Retry-After` (or wait, if configured);
+//! * different request with the same key: `422`, the record untouched;
+//! * 5xx, handler error, panic, or the client going away: the claim is
+//!   released so a retry runs again;
+//! * store down: `503` (fail closed) unless configured to fail open.
+//!
+//! Errors are `application/problem+json` with stable [`problem::types`].
+//! The README has the full wire behaviour table.
+//!
+//! # Stores
+//!
+//! | store | feature | for |
+//! |---|---|---|
+//! | [`MemoryStore`] | always | tests, one process |
+//! | [`RedbStore`] | `redb` (default) | one host, durable file, no server |
+//! | [`RedisStore`] | `redis` | a fleet; one Lua script per operation, Cluster-safe keys |
+//! | [`PostgresStore`] | `postgres` | a fleet; `INSERT … ON CONFLICT`, fenced `UPDATE` |
+//!
+//! All of them pass the same conformance suite (`tests/conformance.rs`).
+//! Time comes from an injected [`Clock`]; [`ManualClock`] moves it by hand
+//! in tests.
+
+pub mod clock;
+pub mod config;
+pub mod event;
+pub mod key;
+pub mod layer;
+pub mod problem;
+pub mod record;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use config::{
+    ConfigError, FailMode, IdempotencyLayerBuilder, StorePolicy, Unstorable, WaitMode,
+    DEFAULT_REPLAY_HEADERS,
+};
+pub use event::{Event, IdempotencyContext, Outcome};
+pub use key::{IdempotencyKey, KeyError, KeyParser, IDEMPOTENCY_KEY};
+pub use layer::{IdempotencyLayer, IdempotencyService, ResponseBody, IDEMPOTENT_REPLAYED};
+pub use record::{ClaimOutcome, ClaimRequest, DecodeError, Fingerprint, StoredResponse};
+pub use store::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresStore;
+#[cfg(feature = "redb")]
+pub use store::redb::RedbStore;
+#[cfg(feature = "redis")]
+pub use store::redis::RedisStore;
+pub use store::{spawn_sweeper, BoxError, Store, StoreError};

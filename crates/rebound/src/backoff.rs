@@ -242,9 +242,9 @@ impl Backoff {
                 .and_then(|s| s.checked_add(base))
                 .map_or(cap, |d| d.min(cap)),
             Schedule::Exponential { base, factor } => {
-                let nanos = base.as_nanos() as f64 * factor.powi(n.min(i32::MAX as u32) as i32);
+                let nanos = nanos_f64(base) * factor.powi(n.min(i32::MAX as u32) as i32);
                 // NaN and overflow both land on the cap.
-                if nanos < cap.as_nanos() as f64 {
+                if nanos < nanos_f64(cap) {
                     Duration::from_nanos(nanos as u64)
                 } else {
                     cap
@@ -282,7 +282,7 @@ impl Backoff {
                 } else {
                     0.0
                 };
-                let spread = d.as_nanos() as f64 * x;
+                let spread = nanos_f64(d) * x;
                 let lo = d.saturating_sub(Duration::from_nanos(spread as u64));
                 let hi = d
                     .saturating_add(Duration::from_nanos(spread as u64))
@@ -306,11 +306,25 @@ impl Backoff {
     }
 }
 
+/// A duration in nanoseconds as `f64`, without a slow `u128` conversion.
+#[inline]
+fn nanos_f64(d: Duration) -> f64 {
+    d.as_secs() as f64 * 1e9 + d.subsec_nanos() as f64
+}
+
+/// A duration in whole nanoseconds, saturating at `u64::MAX` (584 years).
+#[inline]
+fn nanos_u64(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(d.subsec_nanos() as u64)
+}
+
 /// `U(lo, hi)` over whole nanoseconds, both ends included.
 #[inline]
 fn uniform(rng: &mut fastrand::Rng, lo: Duration, hi: Duration) -> Duration {
-    let lo_n = lo.as_nanos().min(u64::MAX as u128) as u64;
-    let hi_n = hi.as_nanos().min(u64::MAX as u128) as u64;
+    let lo_n = nanos_u64(lo);
+    let hi_n = nanos_u64(hi);
     if hi_n <= lo_n {
         return lo;
     }

@@ -15,7 +15,10 @@
 //!   can still retry (Google SRE's 10 %, Finagle's `RetryBudget`, Envoy's
 //!   `budget_percent`). A *request* is a first attempt; a retry withdraws
 //!   one. Fractional ratios are exact: the check is
-//!   `retries + 1 ≤ ratio × requests + floor` on whole counts.
+//!   `retries + 1 ≤ ratio × requests + floor` on whole counts. The
+//!   guarantee: whenever a retry is granted, the retries in the window that
+//!   ends then (this one included) are at most `ratio × requests + floor`
+//!   for the requests in that same window.
 //! * [`RetryBudget::token_bucket`] — gRPC's retry throttling (gRFC A6): the
 //!   bucket starts full at `max_tokens`; each failed attempt costs 1 token,
 //!   each success refunds `token_ratio`; retries are allowed only while

@@ -44,6 +44,9 @@
 //! | [`RetryPolicy::retry`], [`RetryPolicy::retry_blocking`] | async (tokio) and blocking executors |
 //! | [`Classifier`], [`Decision`] | transient vs permanent, and `Retry-After` |
 //! | [`RetryBudget`] | a cap on retries shared by all calls: ratio (SRE/Finagle) or token bucket (gRPC) |
+//! | [`CircuitBreaker`] | stop calling a failing dependency, probe it, resume: count or time windows, failure and slow-call ratios, consecutive failures |
+//! | [`Bulkhead`] | a cap on concurrent calls, with a bounded queue and a maximum wait |
+//! | `Timeout` | a standalone async timeout, counted in `dependency_timeout_total` |
 //! | [`RetryState`] | the sans-IO state machine every executor drives |
 //! | [`Clock`], [`ManualClock`], [`RandomSource`] | injected time and randomness, for deterministic tests |
 //! | [`telemetry`] | metric names (the seeds' names, verbatim) |
@@ -66,21 +69,30 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod backoff;
+pub mod breaker;
 pub mod budget;
+pub mod bulkhead;
 pub mod classify;
 pub mod clock;
 pub mod error;
 pub mod random;
 pub mod retry;
+mod sync;
 pub mod telemetry;
+#[cfg(feature = "tokio")]
+pub mod timeout;
 
 pub use backoff::{Backoff, BackoffState, Jitter, Schedule};
+pub use breaker::{BreakerOpen, CircuitBreaker, CircuitBreakerBuilder};
 pub use budget::{BudgetSnapshot, RetryBudget};
+pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadFull, BulkheadPermit};
 pub use classify::{Classifier, Decision, Outcome};
 pub use clock::{Clock, ManualClock};
 pub use error::ConfigError;
 pub use random::RandomSource;
 pub use retry::{
-    Attempt, Failure, Next, Report, RetryError, RetryEvent, RetryPolicy, RetryPolicyBuilder,
-    RetryState, Stop,
+    Attempt, Failure, Next, NoHook, Report, Retry, RetryError, RetryEvent, RetryHook, RetryPolicy,
+    RetryPolicyBuilder, RetryState, Stop,
 };
+#[cfg(feature = "tokio")]
+pub use timeout::{Elapsed, Timeout};

@@ -10,10 +10,15 @@
 //! | `retry_attempts_total` | counter | retries made: attempts after the first |
 //! | `retry_exhausted_total` | counter | calls given up while still failing transiently; label `reason` = `attempts`, `deadline`, `budget`, `throttled`, `breaker_open` |
 //! | `retry_budget_exhausted_total` | counter | retries refused by a retry budget |
-//! | `dependency_timeout_total` | counter | attempts cut off by a timeout |
+//! | `dependency_timeout_total` | counter | attempts (and `Timeout` calls) cut off by a timeout |
+//! | `circuit_breaker_open_total` | counter | times a circuit breaker opened |
+//! | `circuit_breaker_state` | gauge | a breaker's state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled |
+//! | `circuit_breaker_rejected_total` | counter | calls a circuit breaker refused |
+//! | `bulkhead_rejected_total` | counter | calls a full bulkhead refused; label `reason` = `full`, `queue_full`, `max_wait` |
 //!
-//! The names of the first, second and fourth are the seeds' (seed 002),
-//! kept verbatim so dashboards written from the seeds work unchanged.
+//! The names of `retry_attempts_total`, `retry_exhausted_total`,
+//! `dependency_timeout_total` and `circuit_breaker_open_total` are the
+//! seeds' (seed 002), kept verbatim so dashboards written from the seeds work unchanged.
 
 use std::sync::Arc;
 
@@ -27,6 +32,13 @@ pub const RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "retry_budget_exhausted_total";
 pub const DEPENDENCY_TIMEOUT_TOTAL: &str = "dependency_timeout_total";
 /// `circuit_breaker_open_total`: times a circuit breaker opened.
 pub const CIRCUIT_BREAKER_OPEN_TOTAL: &str = "circuit_breaker_open_total";
+/// `circuit_breaker_state` (gauge): 0 closed, 1 open, 2 half-open,
+/// 3 isolated, 4 disabled.
+pub const CIRCUIT_BREAKER_STATE: &str = "circuit_breaker_state";
+/// `circuit_breaker_rejected_total`: calls a circuit breaker refused.
+pub const CIRCUIT_BREAKER_REJECTED_TOTAL: &str = "circuit_breaker_rejected_total";
+/// `bulkhead_rejected_total`: calls a full bulkhead refused (label `reason`).
+pub const BULKHEAD_REJECTED_TOTAL: &str = "bulkhead_rejected_total";
 /// `fallback_used_total`: times a fallback produced the result.
 pub const FALLBACK_USED_TOTAL: &str = "fallback_used_total";
 /// `idempotency_key_reused_total`: requests answered from a stored result.

@@ -56,6 +56,14 @@ pub enum StoreError {
         /// The stale fence that was presented.
         fence: u64,
     },
+    /// A store was configured wrongly (bad URL, table name, prefix, ...).
+    #[error("invalid store configuration `{field}`: {reason}")]
+    InvalidConfig {
+        /// The setting that was wrong.
+        field: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// A stored record could not be decoded.
     #[error(transparent)]
     Corrupt(#[from] DecodeError),

@@ -120,10 +120,10 @@ impl<'p, C, H> Retry<'p, C, H> {
     {
         let policy = self.policy;
         let clock = &policy.clock;
-        let mut state = RetryState::new(policy, clock.now());
+        let mut state = RetryState::new(policy);
         let mut last: Option<Result<T, Failure<E>>> = None;
         loop {
-            let attempt = match state.begin_attempt(policy, clock.now()) {
+            let attempt = match state.begin_attempt(policy) {
                 Ok(a) => a,
                 Err(stop) => {
                     let stop = state.abort(policy, stop);
@@ -174,10 +174,10 @@ impl<'p, C, H> Retry<'p, C, H> {
     {
         let policy = self.policy;
         let clock = &policy.clock;
-        let mut state = RetryState::new(policy, clock.now());
+        let mut state = RetryState::new(policy);
         let mut last: Option<Result<T, Failure<E>>> = None;
         loop {
-            let attempt = match state.begin_attempt(policy, clock.now()) {
+            let attempt = match state.begin_attempt(policy) {
                 Ok(a) => a,
                 Err(stop) => {
                     let stop = state.abort(policy, stop);
@@ -213,13 +213,7 @@ impl<'p, C, H> Retry<'p, C, H> {
         };
         let number = attempt.number();
         let decision = self.classifier.classify(outcome);
-        let next = state.on_outcome(
-            self.policy,
-            self.policy.clock.now(),
-            attempt,
-            outcome,
-            decision,
-        );
+        let next = state.on_outcome(self.policy, attempt, outcome, decision);
         if let Next::Retry { delay } = next {
             self.hook.on_retry(&RetryEvent {
                 attempt: number,
@@ -240,11 +234,6 @@ impl<'p, C, H> Retry<'p, C, H> {
             last,
             stop,
             attempts: state.attempts(),
-            elapsed: self
-                .policy
-                .clock
-                .now()
-                .saturating_duration_since(state.started()),
         }
     }
 }

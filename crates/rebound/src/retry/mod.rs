@@ -57,6 +57,7 @@ pub use report::{Failure, Report, RetryError, Stop};
 pub use state::{Attempt, Next, RetryState};
 
 use crate::backoff::Backoff;
+use crate::breaker::CircuitBreaker;
 use crate::budget::RetryBudget;
 use crate::classify::RetryErrors;
 use crate::error::ConfigError;
@@ -76,6 +77,7 @@ pub struct RetryPolicy {
     pub(crate) total_timeout: Option<Duration>,
     pub(crate) max_server_delay: Duration,
     pub(crate) budget: Option<RetryBudget>,
+    pub(crate) breaker: Option<CircuitBreaker>,
     pub(crate) dependency: Arc<str>,
     pub(crate) clock: Clock,
     pub(crate) random: RandomSource,
@@ -125,6 +127,11 @@ impl RetryPolicy {
         self.budget.as_ref()
     }
 
+    /// The circuit breaker every attempt goes through, if any.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
     /// The dependency name used as the metrics label.
     pub fn dependency(&self) -> &str {
         &self.dependency
@@ -140,9 +147,9 @@ impl RetryPolicy {
         &self.random
     }
 
-    /// Starts the sans-IO state of one call at the clock's current time.
+    /// Starts the sans-IO state of one call.
     pub fn start(&self) -> RetryState {
-        RetryState::new(self, self.clock.now())
+        RetryState::new(self)
     }
 
     /// Binds a classifier: which outcomes are transient, which permanent,
@@ -222,6 +229,7 @@ pub struct RetryPolicyBuilder {
     total_timeout: Option<Duration>,
     max_server_delay: Duration,
     budget: Option<RetryBudget>,
+    breaker: Option<CircuitBreaker>,
     dependency: Arc<str>,
     clock: Clock,
     random: RandomSource,
@@ -243,6 +251,7 @@ impl RetryPolicyBuilder {
             total_timeout: None,
             max_server_delay: Duration::from_secs(60),
             budget: None,
+            breaker: None,
             dependency: Arc::from("default"),
             clock: Clock::system(),
             random: RandomSource::entropy(),
@@ -291,6 +300,39 @@ impl RetryPolicyBuilder {
     /// Default: none (only `max_attempts` and the timeouts limit retries).
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// A circuit breaker every attempt must pass, shared with other calls
+    /// to the same dependency. Default: none.
+    ///
+    /// Before each attempt the executor asks the breaker for a permit; a
+    /// refusal stops the call at once with [`Stop::BreakerOpen`] (no
+    /// waiting, no attempt). Each outcome is recorded before the retry
+    /// decision: transient failures (as the classifier decides, timeouts
+    /// included) as failures, everything else as successes (a permanent
+    /// error such as a 404 is a healthy dependency answering). If that
+    /// outcome opened the breaker, the call stops at once with
+    /// `Stop::BreakerOpen` instead of waiting for a retry that would be
+    /// refused (seed 001: "circuit breaker opens, all requests fail fast").
+    /// An attempt dropped without an outcome gives its half-open probe slot
+    /// back.
+    ///
+    /// ```
+    /// use rebound::{CircuitBreaker, RetryPolicy, Stop};
+    ///
+    /// let breaker = CircuitBreaker::consecutive_failures(2).build()?;
+    /// let policy = RetryPolicy::builder()
+    ///     .max_attempts(5)
+    ///     .backoff(rebound::Backoff::constant(std::time::Duration::ZERO))
+    ///     .breaker(breaker.clone())
+    ///     .build()?;
+    /// let err = policy.retry_blocking(|| Err::<(), _>("503")).unwrap_err();
+    /// assert_eq!((err.stop(), err.attempts()), (Stop::BreakerOpen, 2));
+    /// # Ok::<(), rebound::ConfigError>(())
+    /// ```
+    pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
         self
     }
 
@@ -357,6 +399,7 @@ impl RetryPolicyBuilder {
             total_timeout: self.total_timeout,
             max_server_delay: self.max_server_delay,
             budget: self.budget,
+            breaker: self.breaker,
             dependency: self.dependency,
             clock: self.clock,
             random: self.random,

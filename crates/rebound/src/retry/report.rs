@@ -142,7 +142,6 @@ impl<E: fmt::Display> fmt::Display for Failure<E> {
 pub struct RetryError<E> {
     pub(crate) stop: Stop,
     pub(crate) attempts: u32,
-    pub(crate) elapsed: Duration,
     pub(crate) last: Option<Failure<E>>,
 }
 
@@ -155,11 +154,6 @@ impl<E> RetryError<E> {
     /// Attempts made, the first included.
     pub fn attempts(&self) -> u32 {
         self.attempts
-    }
-
-    /// Time from the first attempt's start to the stop, on the policy's clock.
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
     }
 
     /// The last attempt's failure; `None` when no attempt ran (a breaker or
@@ -191,7 +185,6 @@ impl<E> RetryError<E> {
         RetryError {
             stop: self.stop,
             attempts: self.attempts,
-            elapsed: self.elapsed,
             last: self.last.map(|l| match l {
                 Failure::Error(e) => Failure::Error(f(e)),
                 Failure::Timeout(d) => Failure::Timeout(d),
@@ -205,7 +198,6 @@ impl<E: fmt::Debug> fmt::Debug for RetryError<E> {
         f.debug_struct("RetryError")
             .field("stop", &self.stop)
             .field("attempts", &self.attempts)
-            .field("elapsed", &self.elapsed)
             .field("last", &self.last)
             .finish()
     }
@@ -238,7 +230,6 @@ pub struct Report<T, E> {
     pub(crate) last: Option<Result<T, Failure<E>>>,
     pub(crate) stop: Stop,
     pub(crate) attempts: u32,
-    pub(crate) elapsed: Duration,
 }
 
 impl<T, E> Report<T, E> {
@@ -262,11 +253,6 @@ impl<T, E> Report<T, E> {
         self.stop.is_success() && self.attempts > 1
     }
 
-    /// Time from the first attempt's start to the stop, on the policy's clock.
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
-    }
-
     /// The last attempt's result, if an attempt ran.
     pub fn last(&self) -> Option<&Result<T, Failure<E>>> {
         self.last.as_ref()
@@ -281,13 +267,11 @@ impl<T, E> Report<T, E> {
             Some(Err(f)) => Err(RetryError {
                 stop: self.stop,
                 attempts: self.attempts,
-                elapsed: self.elapsed,
                 last: Some(f),
             }),
             None => Err(RetryError {
                 stop: self.stop,
                 attempts: self.attempts,
-                elapsed: self.elapsed,
                 last: None,
             }),
         }

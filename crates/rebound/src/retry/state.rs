@@ -1,8 +1,11 @@
 //! The retry decision as a plain state machine (sans-IO).
 //!
-//! [`RetryState`] never sleeps, spawns or calls anything: given the time and
-//! what an attempt produced, it answers "start an attempt?" and "retry, after
-//! how long?". The async and blocking executors, the tower layer, the HTTP
+//! [`RetryState`] never sleeps, spawns or calls anything: given what an
+//! attempt produced, it answers "start an attempt?" and "retry, after how
+//! long?". It reads the time from the policy's injected
+//! [`Clock`](crate::Clock), and only when a decision depends on it (a
+//! deadline or a breaker is set), so a plain success path costs no clock
+//! read at all. The async and blocking executors, the tower layer, the HTTP
 //! middleware and the simulator all drive this one type, so they cannot
 //! disagree about a policy.
 //!
@@ -11,24 +14,25 @@
 //! use rebound::{Clock, Decision, Next, Outcome, RetryPolicy, Stop};
 //!
 //! let (clock, time) = Clock::manual();
-//! let policy = RetryPolicy::builder().max_attempts(2).clock(clock.clone()).build().unwrap();
+//! let policy = RetryPolicy::builder().max_attempts(2).clock(clock).build().unwrap();
 //! let mut state = policy.start();
 //!
-//! let attempt = state.begin_attempt(&policy, clock.now()).unwrap();
+//! let attempt = state.begin_attempt(&policy).unwrap();
 //! let failed: Outcome<'_, (), &str> = Outcome::Err(&"reset");
-//! let Next::Retry { delay } = state.on_outcome(&policy, clock.now(), attempt, failed, Decision::Retry) else {
+//! let Next::Retry { delay } = state.on_outcome(&policy, attempt, failed, Decision::Retry) else {
 //!     panic!("first failure is retried");
 //! };
 //! time.advance(delay); // a driver sleeps here
 //!
-//! let attempt = state.begin_attempt(&policy, clock.now()).unwrap();
-//! let next = state.on_outcome(&policy, clock.now(), attempt, failed, Decision::Retry);
+//! let attempt = state.begin_attempt(&policy).unwrap();
+//! let next = state.on_outcome(&policy, attempt, failed, Decision::Retry);
 //! assert_eq!(next, Next::Stop(Stop::AttemptsExhausted));
 //! ```
 
 use std::time::{Duration, Instant};
 
 use crate::backoff::BackoffState;
+use crate::breaker::{CallOutcome, OwnedPermit};
 use crate::classify::{Decision, Outcome};
 use crate::retry::{RetryPolicy, Stop};
 use crate::telemetry;
@@ -48,7 +52,6 @@ pub enum Next {
 /// One call's progress through a [`RetryPolicy`]. See the [module docs](self).
 #[derive(Debug)]
 pub struct RetryState {
-    started: Instant,
     deadline: Option<Instant>,
     attempts: u32,
     backoff: BackoffState,
@@ -65,6 +68,9 @@ pub struct Attempt {
     number: u32,
     timeout: Option<Duration>,
     cut_by_deadline: bool,
+    /// The breaker's permit; it measures the attempt's duration from when it
+    /// was granted, and dropping it unreported frees a half-open probe slot.
+    permit: Option<OwnedPermit>,
 }
 
 impl Attempt {
@@ -87,11 +93,12 @@ impl Attempt {
 }
 
 impl RetryState {
-    /// A new call starting at `now`.
-    pub fn new(policy: &RetryPolicy, now: Instant) -> Self {
+    /// A new call starting now (on the policy's clock).
+    pub fn new(policy: &RetryPolicy) -> Self {
         RetryState {
-            started: now,
-            deadline: policy.total_timeout.and_then(|t| now.checked_add(t)),
+            deadline: policy
+                .total_timeout
+                .and_then(|t| policy.clock.now().checked_add(t)),
             attempts: 0,
             backoff: BackoffState::new(),
             rng: None,
@@ -103,28 +110,30 @@ impl RetryState {
         self.attempts
     }
 
-    /// When the call started.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
     /// When the total timeout runs out, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
-    /// Asks to start the next attempt at `now`.
+    /// Asks to start the next attempt.
     ///
     /// Refuses with [`Stop::DeadlineExceeded`] when the total timeout has
-    /// run out.
-    pub fn begin_attempt(&mut self, policy: &RetryPolicy, now: Instant) -> Result<Attempt, Stop> {
+    /// run out, and with [`Stop::BreakerOpen`] when the policy's circuit
+    /// breaker refuses the attempt.
+    pub fn begin_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
         let remaining = match self.deadline {
-            Some(d) if now >= d => {
-                return Err(Stop::DeadlineExceeded {
-                    requested_delay: None,
-                })
-            }
-            Some(d) => Some(d - now),
+            Some(d) => match d.checked_duration_since(policy.clock.now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    return Err(Stop::DeadlineExceeded {
+                        requested_delay: None,
+                    })
+                }
+            },
+            None => None,
+        };
+        let permit = match &policy.breaker {
+            Some(cb) => Some(cb.try_acquire_owned().map_err(|_| Stop::BreakerOpen)?),
             None => None,
         };
         self.attempts += 1;
@@ -143,25 +152,37 @@ impl RetryState {
             number: self.attempts,
             timeout,
             cut_by_deadline,
+            permit,
         })
     }
 
-    /// Reports what `attempt` produced at `now` and what the classifier
+    /// Reports what `attempt` produced and what the classifier
     /// decided about it; answers whether and when to retry.
     ///
-    /// Order of checks on a transient failure: attempts left → server delay
+    /// With a circuit breaker, the outcome is recorded to it first.
+    /// Order of checks on a transient failure: attempts left → breaker not
+    /// open → server delay
     /// within `max_server_delay` → delay fits before the deadline → budget.
     /// The budget is asked last, so a retry that would not happen anyway
     /// does not spend it.
     pub fn on_outcome<T, E>(
         &mut self,
         policy: &RetryPolicy,
-        now: Instant,
-        attempt: Attempt,
+        mut attempt: Attempt,
         outcome: Outcome<'_, T, E>,
         decision: Decision,
     ) -> Next {
         let dep = &policy.dependency;
+        if let Some(permit) = attempt.permit.take() {
+            // Recorded before deciding, so an outcome that opens the breaker
+            // stops this call too.
+            let failed = decision != Decision::DoNotRetry || matches!(outcome, Outcome::Timeout(_));
+            permit.record(if failed {
+                CallOutcome::Failure
+            } else {
+                CallOutcome::Success
+            });
+        }
         if let Outcome::Timeout(after) = outcome {
             telemetry::incr(telemetry::DEPENDENCY_TIMEOUT_TOTAL, dep);
             tracing::debug!(
@@ -216,6 +237,13 @@ impl RetryState {
         if attempt.number >= policy.max_attempts {
             return give_up(Stop::AttemptsExhausted);
         }
+        if policy
+            .breaker
+            .as_ref()
+            .is_some_and(|cb| cb.state().is_refusing())
+        {
+            return give_up(Stop::BreakerOpen);
+        }
         if attempt.cut_by_deadline && matches!(outcome, Outcome::Timeout(_)) {
             return give_up(Stop::DeadlineExceeded {
                 requested_delay: None,
@@ -232,6 +260,7 @@ impl RetryState {
             delay = delay.max(req);
         }
         if let Some(deadline) = self.deadline {
+            let now = policy.clock.now();
             if now.checked_add(delay).is_none_or(|t| t >= deadline) {
                 return give_up(Stop::DeadlineExceeded {
                     requested_delay: requested,

@@ -1,0 +1,236 @@
+//! What a request that did not succeed carries back, and the report attached
+//! to every response.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use rebound::{Failure, Stop};
+
+/// Why a request was sent only once although its failure was transient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotRetried {
+    /// The method is not idempotent and the request carried no
+    /// `Idempotency-Key` (see [`MethodRule`](crate::MethodRule)).
+    MissingIdempotencyKey {
+        /// The request's method.
+        method: Method,
+        /// The header that would have made it retryable.
+        header: http::HeaderName,
+    },
+    /// The method's rule is [`MethodRule::Never`](crate::MethodRule::Never).
+    Method {
+        /// The request's method.
+        method: Method,
+    },
+    /// The body is a stream: it was consumed by the first attempt and cannot
+    /// be sent again.
+    StreamingBody,
+}
+
+impl NotRetried {
+    /// A short, stable name: `missing_idempotency_key`, `method`,
+    /// `streaming_body`. Used as the `reason` label of
+    /// `retry_not_allowed_total`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotRetried::MissingIdempotencyKey { .. } => "missing_idempotency_key",
+            NotRetried::Method { .. } => "method",
+            NotRetried::StreamingBody => "streaming_body",
+        }
+    }
+}
+
+impl fmt::Display for NotRetried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotRetried::MissingIdempotencyKey { method, header } => write!(
+                f,
+                "{method} is not idempotent and is retried only with an {header} header \
+                 (send one, or enable generate_idempotency_keys)"
+            ),
+            NotRetried::Method { method } => {
+                write!(f, "{method} requests are configured never to be retried")
+            }
+            NotRetried::StreamingBody => f.write_str(
+                "the request body is a stream and cannot be sent twice \
+                 (build it from bytes to make the request retryable)",
+            ),
+        }
+    }
+}
+
+/// How a request went through the middleware: attempts, why it stopped,
+/// and why it was not retried if it was not.
+///
+/// Attached to every response the middleware returns; read it with
+/// [`RetryReport::of`].
+///
+/// ```no_run
+/// # async fn f(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), Box<dyn std::error::Error>> {
+/// use rebound_http::RetryReport;
+/// let response = client.get("http://inventory.internal/stock/17").send().await?;
+/// if let Some(report) = RetryReport::of(&response) {
+///     if report.needed_retries() {
+///         tracing::info!(attempts = report.attempts(), "inventory needed retries");
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryReport {
+    pub(crate) host: Arc<str>,
+    pub(crate) attempts: u32,
+    pub(crate) stop: Stop,
+    pub(crate) elapsed: Duration,
+    pub(crate) not_retried: Option<NotRetried>,
+}
+
+impl RetryReport {
+    /// The report attached to `response`, if it went through the middleware.
+    pub fn of(response: &reqwest::Response) -> Option<&RetryReport> {
+        response.extensions().get::<RetryReport>()
+    }
+
+    /// The authority the request went to (`host` or `host:port`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Attempts made, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Why the middleware stopped: [`Stop::Succeeded`] for an accepted
+    /// response, [`Stop::Permanent`] for a status that is not retried, or why
+    /// it gave up on a transient one (attempts, deadline, budget, throttled).
+    pub fn stop(&self) -> Stop {
+        self.stop
+    }
+
+    /// Time from the first attempt to the stop, on the policy's clock.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Why the request was sent at most once, when it was.
+    pub fn not_retried(&self) -> Option<&NotRetried> {
+        self.not_retried.as_ref()
+    }
+
+    /// Whether the request succeeded only after one or more retries.
+    pub fn needed_retries(&self) -> bool {
+        self.stop.is_success() && self.attempts > 1
+    }
+}
+
+/// A request the middleware gave up on, returned inside
+/// [`reqwest_middleware::Error::Middleware`].
+///
+/// Says why it stopped ([`stop`](Self::stop)), how many attempts were made,
+/// why it was not retried when it was not, and carries the last attempt's
+/// error as its [`source`](StdError::source).
+///
+/// ```no_run
+/// # async fn f(client: reqwest_middleware::ClientWithMiddleware) {
+/// match client.get("http://inventory.internal/stock/17").send().await {
+///     Ok(response) => { /* any status, retried as configured */ }
+///     Err(reqwest_middleware::Error::Middleware(e)) => {
+///         if let Some(gave_up) = e.downcast_ref::<rebound_http::Error>() {
+///             eprintln!("{gave_up}"); // e.g. "inventory.internal: attempts exhausted after 3 attempts; last failure: ..."
+///         }
+///     }
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
+pub struct Error {
+    pub(crate) report: RetryReport,
+    pub(crate) last: Option<Failure<reqwest_middleware::Error>>,
+}
+
+impl Error {
+    /// Why the middleware stopped.
+    pub fn stop(&self) -> Stop {
+        self.report.stop
+    }
+
+    /// Attempts made, the first included (0 when a breaker refused the
+    /// first).
+    pub fn attempts(&self) -> u32 {
+        self.report.attempts
+    }
+
+    /// The authority the request went to.
+    pub fn host(&self) -> &str {
+        &self.report.host
+    }
+
+    /// Why the request was not retried, when that is why it failed.
+    pub fn not_retried(&self) -> Option<&NotRetried> {
+        self.report.not_retried.as_ref()
+    }
+
+    /// The whole report.
+    pub fn report(&self) -> &RetryReport {
+        &self.report
+    }
+
+    /// Whether the last attempt was cut off by the per-attempt or total
+    /// timeout (or reqwest's own timeout).
+    pub fn is_timeout(&self) -> bool {
+        match &self.last {
+            Some(Failure::Timeout(_)) => true,
+            Some(Failure::Error(e)) => e.is_timeout(),
+            None => false,
+        }
+    }
+
+    /// The last attempt's error, if it returned one (not a timeout).
+    pub fn last_error(&self) -> Option<&reqwest_middleware::Error> {
+        self.last.as_ref().and_then(Failure::error)
+    }
+
+    /// The last attempt's error, by value.
+    pub fn into_last_error(self) -> Option<reqwest_middleware::Error> {
+        self.last.and_then(Failure::into_error)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("report", &self.report)
+            .field("last", &self.last)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        write!(f, "{}: ", r.host)?;
+        match &r.not_retried {
+            Some(why) => write!(f, "not retried: {why}")?,
+            None if r.attempts == 0 => write!(f, "{}; no attempt was made", r.stop)?,
+            None => {
+                let s = if r.attempts == 1 { "" } else { "s" };
+                write!(f, "{} after {} attempt{s}", r.stop, r.attempts)?;
+            }
+        }
+        if let Some(last) = &self.last {
+            write!(f, "; last failure: {last}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.last_error().map(|e| e as &(dyn StdError + 'static))
+    }
+}

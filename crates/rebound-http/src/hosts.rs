@@ -1,0 +1,288 @@
+//! Per-host state: one retry policy (with its budget and breaker) for each
+//! authority, created on first use, bounded in number, evicted when idle.
+//!
+//! A budget or a breaker protects one dependency. For an HTTP client the
+//! natural dependency is the host: `api.example.com` being down says nothing
+//! about `auth.example.com`. So the middleware keeps a [`Host`] per authority
+//! (`host` or `host:port` as written in the URL, without user info), made
+//! from the template policy on the first request to it and shared by every
+//! clone of the client.
+//!
+//! A crawler that touches a million hosts must not keep a million budgets.
+//! The registry holds at most `max_hosts` (default 10 000); hosts unused for
+//! `idle_timeout` (default 10 minutes, on the policy's clock) are dropped
+//! when a new host is added, and when the registry is full the least
+//! recently used are dropped first. A request in flight keeps its host's
+//! state alive; a later request to an evicted host starts afresh.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rebound::{CircuitBreaker, Clock, ConfigError, RetryBudget, RetryPolicy, RetryPolicyBuilder};
+
+/// Customizes the template policy for one host (adds its budget, breaker…).
+pub(crate) type Customize =
+    Arc<dyn Fn(&str, RetryPolicyBuilder) -> Result<RetryPolicyBuilder, ConfigError> + Send + Sync>;
+
+/// The state kept for one host: its policy, and through it its retry budget
+/// (and circuit breaker, when configured).
+///
+/// Get one with [`RetryMiddleware::host`](crate::RetryMiddleware::host).
+pub struct Host {
+    authority: Arc<str>,
+    policy: RetryPolicy,
+    /// The same policy with one attempt: for requests that may not be
+    /// retried. Shares the budget (and breaker), so their outcomes still
+    /// count.
+    once: RetryPolicy,
+    /// Nanoseconds since the registry's origin.
+    last_used: AtomicU64,
+}
+
+impl Host {
+    /// The authority this state is for (`host` or `host:port`); also the
+    /// `dependency` label of its metrics.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    pub(crate) fn authority_arc(&self) -> &Arc<str> {
+        &self.authority
+    }
+
+    /// The host's retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The host's retry budget, if one is configured.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.policy.budget()
+    }
+
+    /// The host's circuit breaker, if one is configured.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.policy.breaker()
+    }
+
+    pub(crate) fn policy_for(&self, retryable: bool) -> &RetryPolicy {
+        if retryable {
+            &self.policy
+        } else {
+            &self.once
+        }
+    }
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("authority", &self.authority)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Registry {
+    map: RwLock<HashMap<Arc<str>, Arc<Host>>>,
+    template: RetryPolicyBuilder,
+    customize: Vec<Customize>,
+    clock: Clock,
+    origin: Instant,
+    max_hosts: usize,
+    idle_timeout: Option<Duration>,
+    last_sweep: AtomicU64,
+}
+
+thread_local! {
+    // Reused to spell `host:port` without allocating on every request.
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+impl Registry {
+    pub(crate) fn new(
+        template: RetryPolicyBuilder,
+        customize: Vec<Customize>,
+        clock: Clock,
+        max_hosts: usize,
+        idle_timeout: Option<Duration>,
+    ) -> Result<Self, ConfigError> {
+        let r = Registry {
+            map: RwLock::new(HashMap::new()),
+            origin: clock.now(),
+            template,
+            customize,
+            clock,
+            max_hosts,
+            idle_timeout,
+            last_sweep: AtomicU64::new(0),
+        };
+        // Surface configuration errors now, not on the first request.
+        r.create(Arc::from("validation.invalid"))?;
+        Ok(r)
+    }
+
+    fn now_nanos(&self) -> u64 {
+        let since = self.clock.now().saturating_duration_since(self.origin);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn create(&self, authority: Arc<str>) -> Result<Host, ConfigError> {
+        let mut b = self.template.clone().dependency(Arc::clone(&authority));
+        for c in &self.customize {
+            b = c(&authority, b)?;
+        }
+        let once = b.clone().max_attempts(1).build()?;
+        Ok(Host {
+            policy: b.build()?,
+            once,
+            authority,
+            last_used: AtomicU64::new(self.now_nanos()),
+        })
+    }
+
+    /// The state for `url`'s authority, created on first use.
+    pub(crate) fn get(&self, url: &reqwest::Url) -> Result<Arc<Host>, ConfigError> {
+        KEY.with(|k| {
+            let mut key = k.borrow_mut();
+            key.clear();
+            key.push_str(url.host_str().unwrap_or(""));
+            if let Some(port) = url.port() {
+                let _ = write!(key, ":{port}");
+            }
+            self.get_key(&key)
+        })
+    }
+
+    pub(crate) fn get_key(&self, key: &str) -> Result<Arc<Host>, ConfigError> {
+        let now = self.now_nanos();
+        {
+            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = map.get(key) {
+                // Only write when it moved, so hot hosts don't bounce a line.
+                if h.last_used.load(Ordering::Relaxed) != now {
+                    h.last_used.store(now, Ordering::Relaxed);
+                }
+                return Ok(Arc::clone(h));
+            }
+        }
+        let host = Arc::new(self.create(Arc::from(key))?);
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = map.get(key) {
+            return Ok(Arc::clone(h)); // another request created it meanwhile
+        }
+        self.make_room(&mut map, now);
+        map.insert(Arc::clone(&host.authority), Arc::clone(&host));
+        Ok(host)
+    }
+
+    fn make_room(&self, map: &mut HashMap<Arc<str>, Arc<Host>>, now: u64) {
+        if let Some(idle) = self.idle_timeout {
+            let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+            // Sweep at most every quarter of the idle timeout, or when full.
+            let last = self.last_sweep.load(Ordering::Relaxed);
+            if map.len() >= self.max_hosts || now.saturating_sub(last) >= idle / 4 {
+                self.last_sweep.store(now, Ordering::Relaxed);
+                map.retain(|_, h| now.saturating_sub(h.last_used.load(Ordering::Relaxed)) < idle);
+            }
+        }
+        if map.len() < self.max_hosts {
+            return;
+        }
+        // Full of recently used hosts: drop the least recently used
+        // sixteenth at once, so a stream of new hosts costs O(log n) each.
+        let mut by_age: Vec<(u64, Arc<str>)> = map
+            .iter()
+            .map(|(k, h)| (h.last_used.load(Ordering::Relaxed), Arc::clone(k)))
+            .collect();
+        let evict = (map.len() / 16).max(map.len() + 1 - self.max_hosts);
+        if evict < by_age.len() {
+            by_age.select_nth_unstable(evict);
+        }
+        for (_, k) in by_age.into_iter().take(evict) {
+            map.remove(&k);
+        }
+    }
+
+    /// Drops every host idle for `idle_timeout`; returns how many.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let Some(idle) = self.idle_timeout else {
+            return 0;
+        };
+        let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+        let now = self.now_nanos();
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let before = map.len();
+        map.retain(|_, h| now.saturating_sub(h.last_used.load(Ordering::Relaxed)) < idle);
+        self.last_sweep.store(now, Ordering::Relaxed);
+        before - map.len()
+    }
+
+    pub(crate) fn peek(&self, key: &str) -> Option<Arc<Host>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rebound::ManualClock;
+
+    fn registry(max: usize, idle: Option<Duration>) -> (Registry, ManualClock) {
+        let (clock, time) = Clock::manual();
+        let template = RetryPolicy::builder().clock(clock.clone());
+        let r = Registry::new(template, Vec::new(), clock, max, idle).unwrap();
+        (r, time)
+    }
+
+    #[test]
+    fn bounded_by_max_hosts_dropping_the_least_recently_used() {
+        let (r, time) = registry(4, None);
+        for h in ["a", "b", "c", "d"] {
+            r.get_key(h).unwrap();
+            time.advance(Duration::from_secs(1));
+        }
+        r.get_key("a").unwrap(); // a is now the most recent
+        time.advance(Duration::from_secs(1));
+        r.get_key("e").unwrap();
+        assert_eq!(r.len(), 4);
+        assert!(r.peek("b").is_none(), "b was the least recently used");
+        assert!(r.peek("a").is_some());
+        for i in 0..1000 {
+            r.get_key(&format!("h{i}")).unwrap();
+            assert!(r.len() <= 4);
+        }
+    }
+
+    #[test]
+    fn idle_hosts_are_swept_when_a_new_host_arrives() {
+        let (r, time) = registry(100, Some(Duration::from_secs(60)));
+        r.get_key("old").unwrap();
+        time.advance(Duration::from_secs(61));
+        r.get_key("new").unwrap();
+        assert!(r.peek("old").is_none());
+        assert!(r.peek("new").is_some());
+        time.advance(Duration::from_secs(61));
+        assert_eq!(r.evict_idle(), 1);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn same_host_same_state() {
+        let (r, _) = registry(10, None);
+        let a = r.get_key("x:1").unwrap();
+        let b = r.get_key("x:1").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.policy().dependency(), "x:1");
+    }
+}

@@ -1,0 +1,14 @@
+//! rebound-sim (draft)
+pub mod dist;
+pub mod duration;
+pub mod engine;
+pub mod model;
+pub mod occ;
+pub mod policy;
+pub mod rng;
+pub mod seed;
+pub mod stats;
+pub use dist::Dist;
+pub use duration::Dur;
+pub use policy::PolicySpec;
+pub use rng::SimRng;

@@ -1,0 +1,178 @@
+//! The built-in scenarios: each reproduces a published result with the real
+//! rebound policies, and checks it.
+//!
+//! | name | published result |
+//! |---|---|
+//! | `jitter-occ` | Brooker 2015: full jitter halves the work of exponential backoff and finishes far sooner |
+//! | `amplification` | load = Σ fⁱ, success = 1 − fⁿ⁺¹; at f = 1, 1 + n times the work |
+//! | `budgets` | a retry budget caps load near 1 + ratio; per-client token buckets degrade as clients multiply |
+//! | `layers` | 3 layers × 4 attempts = 64×, 5 × 3 = 243×; a budget per layer ≈ 1.1× per layer |
+//! | `metastable` | Bronson et al. 2021: 1 retry after a 1 s timeout, capacity 300 QPS, collapse above 150 QPS |
+//! | `spike` | an M/M/1 with retries on timeout stays down long after a load spike |
+//!
+//! `throttle` (SRE adaptive throttling) needs the client-side throttle,
+//! which rebound's core does not have yet; it is listed by [`planned`].
+//!
+//! ```
+//! use rebound_sim::scenarios::{self, Options, Size};
+//!
+//! let opts = Options { size: Size::Tour, runs: Some(1), ..Options::default() };
+//! let report = scenarios::find("layers").unwrap().run(&opts);
+//! assert!(report.all_hold(), "{:#?}", report.checks);
+//! ```
+
+use crate::report::Report;
+use crate::seed::DEFAULT_SEED;
+use crate::sweep::{NoProgress, Progress};
+
+pub mod amplification;
+pub mod budgets;
+pub mod jitter_occ;
+pub mod layers;
+pub mod metastable;
+pub mod spike;
+
+/// How big a sweep to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Size {
+    /// The published size (e.g. 19 × 5 × 100 runs for `jitter-occ`).
+    #[default]
+    Full,
+    /// A few seconds per scenario: what `rebound simulate` shows with no
+    /// arguments.
+    Tour,
+    /// Smallest sizes that still show the effect (tests in debug builds).
+    Test,
+}
+
+/// Options of a scenario run.
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    /// Seed of the sweep; run seeds are derived from it.
+    pub seed: u64,
+    /// Runs per point; `None` for the size's default.
+    pub runs: Option<u32>,
+    /// Sweep size.
+    pub size: Size,
+    /// Where progress goes.
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            seed: DEFAULT_SEED,
+            runs: None,
+            size: Size::Full,
+            progress: &NoProgress,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("seed", &self.seed)
+            .field("runs", &self.runs)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options<'_> {
+    /// Runs per point: the user's choice, else `full`/`tour`/`test` by size.
+    pub fn runs_or(&self, full: u32, tour: u32, test: u32) -> u32 {
+        self.runs.unwrap_or(match self.size {
+            Size::Full => full,
+            Size::Tour => tour,
+            Size::Test => test,
+        })
+        .max(1)
+    }
+
+    /// Picks a value by size.
+    pub fn pick<T>(&self, full: T, tour: T, test: T) -> T {
+        match self.size {
+            Size::Full => full,
+            Size::Tour => tour,
+            Size::Test => test,
+        }
+    }
+}
+
+/// A built-in scenario.
+#[derive(Clone, Copy)]
+pub struct Scenario {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// What it shows, in a line.
+    pub summary: &'static str,
+    run: fn(&Options<'_>) -> Report,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scenario").field("name", &self.name).finish()
+    }
+}
+
+impl Scenario {
+    /// Runs the scenario.
+    pub fn run(&self, opts: &Options<'_>) -> Report {
+        (self.run)(opts)
+    }
+}
+
+/// Every built-in scenario, in tour order.
+pub fn all() -> &'static [Scenario] {
+    &[
+        Scenario {
+            name: "jitter-occ",
+            summary: "Brooker 2015: backoff and jitter on contended optimistic writes",
+            run: jitter_occ::run,
+        },
+        Scenario {
+            name: "amplification",
+            summary: "load and success of n retries at failure rate f (closed forms)",
+            run: amplification::run,
+        },
+        Scenario {
+            name: "budgets",
+            summary: "retry budgets, token buckets and breakers at 10, 100, 1000 clients",
+            run: budgets::run,
+        },
+        Scenario {
+            name: "layers",
+            summary: "retries at every layer of a stack: 64x, 243x, and budgets",
+            run: layers::run,
+        },
+        Scenario {
+            name: "metastable",
+            summary: "Bronson et al. 2021: a retry storm that outlives its trigger",
+            run: metastable::run,
+        },
+        Scenario {
+            name: "spike",
+            summary: "M/M/1 with retries on timeout after a load spike",
+            run: spike::run,
+        },
+    ]
+}
+
+/// Scenarios of the issue that are not available yet, with the reason.
+pub fn planned() -> &'static [(&'static str, &'static str)] {
+    &[(
+        "throttle",
+        "needs the adaptive client-side throttle (Google SRE), which rebound's core does not have yet",
+    )]
+}
+
+/// The scenario named `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    all().iter().find(|s| s.name == name)
+}
+
+/// Formats a percentage.
+pub(crate) fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}

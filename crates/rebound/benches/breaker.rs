@@ -1,0 +1,2 @@
+//! Circuit breaker benchmarks (placeholder while being written).
+fn main() {}
