@@ -155,9 +155,16 @@ impl HttpClassifier {
             .is_some_and(|w| w & (1 << (s % 64)) != 0)
     }
 
+    /// Whether a response with `status` can be retried at all (a transient
+    /// status, or a 409 that may be marked with `Retry-After`).
+    pub(crate) fn may_retry(&self, status: StatusCode) -> bool {
+        self.is_retryable_status(status)
+            || (status == StatusCode::CONFLICT && self.conflict_when_marked)
+    }
+
     /// Decides about a response: [`Decision::DoNotRetry`] for a status that
     /// is not transient; otherwise [`Decision::RetryAfter`] with the delay
-    /// the server asked for (see [`retry_after`](crate::retry_after)), or
+    /// the server asked for (see [`retry_after`](mod@crate::retry_after)), or
     /// [`Decision::Retry`]. `now` is used for HTTP-dates only when the
     /// response has no `Date` header.
     pub fn classify_response(

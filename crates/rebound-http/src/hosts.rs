@@ -127,8 +127,16 @@ impl Registry {
         Ok(r)
     }
 
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     fn now_nanos(&self) -> u64 {
-        let since = self.clock.now().saturating_duration_since(self.origin);
+        self.nanos_at(self.clock.now())
+    }
+
+    fn nanos_at(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin);
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
 
@@ -146,8 +154,9 @@ impl Registry {
         })
     }
 
-    /// The state for `url`'s authority, created on first use.
-    pub(crate) fn get(&self, url: &reqwest::Url) -> Result<Arc<Host>, ConfigError> {
+    /// The state for `url`'s authority, created on first use; `now` is the
+    /// clock's current time (the caller has just read it).
+    pub(crate) fn get(&self, url: &reqwest::Url, now: Instant) -> Result<Arc<Host>, ConfigError> {
         KEY.with(|k| {
             let mut key = k.borrow_mut();
             key.clear();
@@ -155,12 +164,17 @@ impl Registry {
             if let Some(port) = url.port() {
                 let _ = write!(key, ":{port}");
             }
-            self.get_key(&key)
+            self.get_key_at(&key, now)
         })
     }
 
-    pub(crate) fn get_key(&self, key: &str) -> Result<Arc<Host>, ConfigError> {
-        let now = self.now_nanos();
+    #[cfg(test)]
+    fn get_key(&self, key: &str) -> Result<Arc<Host>, ConfigError> {
+        self.get_key_at(key, self.clock.now())
+    }
+
+    fn get_key_at(&self, key: &str, now: Instant) -> Result<Arc<Host>, ConfigError> {
+        let now = self.nanos_at(now);
         {
             let map = self.map.read().unwrap_or_else(|p| p.into_inner());
             if let Some(h) = map.get(key) {

@@ -403,14 +403,14 @@ impl Inner {
         ext: &'a mut Extensions,
         next: Next<'a>,
     ) -> reqwest_middleware::Result<Response> {
+        let started = self.hosts.clock().now();
         let host = self
             .hosts
-            .get(req.url())
+            .get(req.url(), started)
             .map_err(reqwest_middleware::Error::middleware)?;
         let not_retried = self.prepare(&mut req);
         let policy = host.policy_for(not_retried.is_none());
         let clock = policy.clock();
-        let started = clock.now();
         let mut state = policy.start();
         let mut original = Some(req);
         let mut last: Option<Failure<reqwest_middleware::Error>> = None;
@@ -455,7 +455,6 @@ impl Inner {
                 attempt = number,
                 http.status = tracing::field::Empty,
             );
-            let sent_at = clock.now();
             let sent = next.clone().run(request, ext);
             let result: Result<Response, Failure<reqwest_middleware::Error>> = async {
                 match attempt.timeout() {
@@ -472,8 +471,16 @@ impl Inner {
             let decision = match &result {
                 Ok(r) => {
                     span.record("http.status", r.status().as_u16());
-                    self.classifier
-                        .classify_response(r.status(), r.headers(), SystemTime::now())
+                    if self.classifier.may_retry(r.status()) {
+                        self.classifier.classify_response(
+                            r.status(),
+                            r.headers(),
+                            SystemTime::now(),
+                        )
+                    } else {
+                        // The common case: no need to read the wall clock.
+                        Decision::DoNotRetry
+                    }
                 }
                 Err(Failure::Error(e)) => self.classifier.classify_error(e),
                 Err(Failure::Timeout(_)) => Decision::Retry,
@@ -482,7 +489,7 @@ impl Inner {
                 Ok(r) => Outcome::Ok(r),
                 // reqwest's own timeout counts as a timeout too.
                 Err(Failure::Error(e)) if e.is_timeout() => {
-                    Outcome::Timeout(clock.now().saturating_duration_since(sent_at))
+                    Outcome::Timeout(clock.now().saturating_duration_since(started))
                 }
                 Err(Failure::Error(e)) => Outcome::Err(e),
                 Err(Failure::Timeout(d)) => Outcome::Timeout(*d),

@@ -596,3 +596,106 @@ async fn errors_from_inner_middleware_are_permanent_and_untouched() {
     let err = c.get("http://127.0.0.1:9/").send().await.unwrap_err();
     assert_eq!(err.to_string(), "refused");
 }
+
+#[tokio::test]
+async fn the_total_timeout_cuts_an_attempt_and_stops_with_a_deadline() {
+    // No per-attempt timeout: the attempt is cut by what is left of the
+    // total, and no retry starts after it.
+    let server = TestServer::start(|_, _| Action::Stall(Duration::from_secs(30))).await;
+    common::metrics();
+    let (clock, _) = Clock::manual();
+    let mw = RetryMiddleware::builder()
+        .policy(policy(&clock).total_timeout(Duration::from_millis(150)))
+        .build()
+        .unwrap();
+    let e = gave_up(client(mw).get(server.url("/")).send().await.unwrap_err());
+    assert_eq!(
+        (e.stop(), e.attempts()),
+        (
+            Stop::DeadlineExceeded {
+                requested_delay: None
+            },
+            1
+        )
+    );
+    assert!(e.is_timeout());
+    assert_eq!(server.count(), 1);
+    assert_eq!(
+        counter("dependency_timeout_total", &server.authority(), None),
+        1
+    );
+}
+
+mod spans {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id};
+    use tracing::Subscriber;
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    #[derive(Default, Debug, Clone)]
+    pub struct Seen {
+        pub attempt: u64,
+        pub dependency: String,
+        pub method: String,
+    }
+
+    impl Visit for Seen {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "attempt" {
+                self.attempt = value;
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "dependency" {
+                self.dependency = value.to_owned();
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "http.method" {
+                self.method = format!("{value:?}");
+            }
+        }
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Recorder(pub Arc<Mutex<Vec<Seen>>>);
+
+    impl<S: Subscriber> Layer<S> for Recorder {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+            if attrs.metadata().name() == "rebound_http.attempt" {
+                let mut seen = Seen::default();
+                attrs.record(&mut seen);
+                self.0.lock().unwrap().push(seen);
+            }
+        }
+    }
+
+    pub fn install() -> (Recorder, tracing::subscriber::DefaultGuard) {
+        let r = Recorder::default();
+        let guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(r.clone()));
+        (r, guard)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_attempt_has_its_own_span() {
+    let (recorder, _guard) = spans::install();
+    let server = TestServer::start(|i, _| if i < 2 { status(503) } else { status(200) }).await;
+    let (clock, _) = Clock::manual();
+    let mw = RetryMiddleware::builder()
+        .policy(policy(&clock))
+        .build()
+        .unwrap();
+    client(mw).get(server.url("/")).send().await.unwrap();
+    let spans = recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        spans.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(spans
+        .iter()
+        .all(|s| s.dependency == server.authority() && s.method == "GET"));
+}

@@ -174,7 +174,7 @@ fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 
 /// Round trips per claim and per complete, as counted by the store and by
 /// the server.
-#[allow(unused_variables)]
+#[allow(unused_variables, unused_imports)]
 fn round_trips(rt: &tokio::runtime::Runtime) {
     use rebound_idempotency::{
         ClaimOutcome, ClaimRequest, Clock, Fingerprint, StoredResponse, SystemClock,

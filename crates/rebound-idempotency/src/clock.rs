@@ -67,7 +67,7 @@ impl fmt::Display for Timestamp {
 /// becomes zero, saturating at `u64::MAX`.
 pub(crate) fn duration_millis(d: Duration) -> u64 {
     let ms = d.as_millis();
-    let ms = if d.subsec_nanos() % 1_000_000 != 0 {
+    let ms = if !d.subsec_nanos().is_multiple_of(1_000_000) {
         ms + 1
     } else {
         ms

@@ -156,13 +156,13 @@ fn emit(cfg: &Config, outcome: Outcome, subject: &Subject) {
         }
     }
     if outcome != Outcome::Bypassed {
-        metrics::counter!("idempotency_requests_total", "dependency" => cfg.name.to_string(), "outcome" => outcome.as_str()).increment(1);
+        metrics::counter!("idempotency_requests_total", "dependency" => cfg.name.clone(), "outcome" => outcome.as_str()).increment(1);
     }
     if matches!(
         outcome,
         Outcome::Replayed | Outcome::InProgress | Outcome::Mismatch
     ) {
-        metrics::counter!("idempotency_key_reused_total", "dependency" => cfg.name.to_string(), "outcome" => outcome.as_str()).increment(1);
+        metrics::counter!("idempotency_key_reused_total", "dependency" => cfg.name.clone(), "outcome" => outcome.as_str()).increment(1);
     }
     if let Some(hook) = &cfg.on_event {
         hook(&Event {

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use rebound_idempotency::{
-    problem::types, Event, FailMode, IdempotencyContext, IdempotencyLayer, IdempotencyLayerBuilder,
+    problem::types, Event, IdempotencyContext, IdempotencyLayer, IdempotencyLayerBuilder,
     ManualClock, MemoryStore, Outcome, Store, Unstorable,
 };
 use tokio::sync::{mpsc, Notify};
@@ -619,7 +619,7 @@ async fn store_down_fails_closed_or_open() {
     assert_eq!(state.total.load(Ordering::SeqCst), 0);
 
     let layer = IdempotencyLayer::builder(down())
-        .fail_mode(FailMode::Open)
+        .fail_mode(rebound_idempotency::FailMode::Open)
         .build()
         .unwrap();
     let addr = serve(app(state.clone(), layer)).await;

@@ -74,8 +74,6 @@ impl fmt::Display for Dur {
         let n = self.0.as_nanos();
         let (div, unit) = if n == 0 {
             return f.write_str("0s");
-        } else if n % 1_000_000_000 == 0 || n >= 10_000_000_000 {
-            (1e9, "s")
         } else if n >= 1_000_000_000 {
             (1e9, "s")
         } else if n >= 1_000_000 {

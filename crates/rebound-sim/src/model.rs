@@ -29,7 +29,7 @@
 //! use rebound_sim::PolicySpec;
 //!
 //! let spec = SystemSpec {
-//!     duration: Duration::from_secs(10),
+//!     duration: Duration::from_secs(10).into(),
 //!     workload: Workload::open(100.0),
 //!     policy: PolicySpec::attempts(3),
 //!     layers: vec![LayerSpec { failure_rate: 0.5, ..LayerSpec::default() }],
@@ -73,6 +73,9 @@ pub struct SystemSpec {
     pub layers: Vec<LayerSpec>,
     /// When the trigger (outage, spike) ends, for the time to recover.
     pub trigger_end: Option<Dur>,
+    /// Extra time after `duration` with no new calls, so calls in flight
+    /// can finish (exact counts). Default 0.
+    pub drain: Dur,
 }
 
 impl Default for SystemSpec {
@@ -85,6 +88,7 @@ impl Default for SystemSpec {
             policy: PolicySpec::default(),
             layers: vec![LayerSpec::default()],
             trigger_end: None,
+            drain: Dur(Duration::ZERO),
         }
     }
 }
@@ -528,6 +532,9 @@ struct Sim<'a> {
     calls: Slab<Call>,
     reqs: Slab<Request>,
     servers: Vec<Server>,
+    /// No new calls from here.
+    arrivals_end: u64,
+    /// The run stops here.
     end: u64,
     tokens: u32,
     stats: RunStats,
@@ -564,8 +571,9 @@ pub fn run(spec: &SystemSpec, seed: u64) -> Result<RunStats, SpecError> {
             layer_policy.push(None);
         }
     }
-    let end = nanos(spec.duration.0);
-    let bins = (end.div_ceil(nanos(spec.bin.0))) as usize;
+    let arrivals_end = nanos(spec.duration.0);
+    let end = arrivals_end.saturating_add(nanos(spec.drain.0));
+    let bins = (arrivals_end.div_ceil(nanos(spec.bin.0))) as usize;
     let mut sim = Sim {
         spec,
         time,
@@ -583,6 +591,7 @@ pub fn run(spec: &SystemSpec, seed: u64) -> Result<RunStats, SpecError> {
                 queue: VecDeque::new(),
             })
             .collect(),
+        arrivals_end,
         end,
         tokens: 0,
         stats: RunStats::new(spec.layers.len(), bins, nanos(spec.bin.0)),
@@ -617,7 +626,8 @@ impl Sim<'_> {
                     self.start_client_call(t, c);
                     self.next_arrival(t);
                 }
-                Ev::Wake(c) => self.start_client_call(t, c),
+                Ev::Wake(c) if t < self.arrivals_end => self.start_client_call(t, c),
+                Ev::Wake(_) => {}
                 Ev::Retry(call) => self.attempt(t, call),
                 Ev::Arrive(r) => self.arrive(t, r),
                 Ev::Done(r) => self.done(t, r),
@@ -645,7 +655,7 @@ impl Sim<'_> {
         }
         loop {
             t = t.saturating_add(self.rng.exponential(1e9 / peak) as u64 + 1);
-            if t >= self.end {
+            if t >= self.arrivals_end {
                 return;
             }
             let r = self.spec.workload.rate_at(t);

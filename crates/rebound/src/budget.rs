@@ -48,9 +48,10 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{check, ConfigError};
+use crate::window::{Epochs, Series};
 use crate::Clock;
 
 /// A shared cap on retries. See the [module docs](self).
@@ -159,7 +160,7 @@ impl RetryBudget {
     pub fn snapshot(&self) -> BudgetSnapshot {
         match &*self.inner {
             Inner::Ratio(r) => {
-                let (requests, retries) = r.window_counts(r.epoch_now());
+                let (requests, retries) = r.window_counts(r.epochs.now());
                 BudgetSnapshot::Ratio {
                     requests,
                     retries,
@@ -247,93 +248,35 @@ impl RatioBudgetBuilder {
         const C: &str = "ratio budget";
         check::ratio(C, "ratio", self.ratio)?;
         check::non_negative_f64(C, "min_retries_per_second", self.min_per_second)?;
-        check::non_zero_duration(C, "window", self.window)?;
-        if !(1..=1000).contains(&self.buckets) {
-            return Err(ConfigError::new(
-                C,
-                "buckets",
-                format!("must be between 1 and 1000 (got {})", self.buckets),
-            ));
-        }
-        let bucket_nanos = (self.window.as_nanos() / self.buckets as u128).max(1) as u64;
-        let floor = self.min_per_second * self.window.as_secs_f64();
+        let epochs = Epochs::checked(C, self.clock, self.window, self.buckets)?;
         Ok(RetryBudget {
             inner: Arc::new(Inner::Ratio(Ratio {
                 ratio: self.ratio,
-                floor,
-                bucket_nanos,
-                origin: self.clock.now(),
-                clock: self.clock,
-                requests: (0..self.buckets).map(|_| AtomicU64::new(0)).collect(),
-                retries: (0..self.buckets).map(|_| AtomicU64::new(0)).collect(),
+                floor: self.min_per_second * self.window.as_secs_f64(),
+                requests: Series::new(&epochs),
+                retries: Series::new(&epochs),
+                epochs,
             })),
         })
     }
 }
 
-// Each slot packs the epoch it counts for (high 24 bits) with a count (low
-// 40 bits), so a slot from a past epoch reads as zero and is reset by the
-// first writer of the new epoch with a single CAS, without a lock.
-const COUNT_BITS: u32 = 40;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const TAG_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
-
 struct Ratio {
     ratio: f64,
     floor: f64,
-    bucket_nanos: u64,
-    origin: Instant,
-    clock: Clock,
-    requests: Box<[AtomicU64]>,
-    retries: Box<[AtomicU64]>,
+    epochs: Epochs,
+    requests: Series,
+    retries: Series,
 }
 
 impl Ratio {
     #[inline]
-    fn epoch_now(&self) -> u64 {
-        let since = self.clock.now().saturating_duration_since(self.origin);
-        (since.as_nanos() / self.bucket_nanos as u128) as u64
-    }
-
-    #[inline]
-    fn slot(&self, epoch: u64) -> usize {
-        (epoch % self.requests.len() as u64) as usize
-    }
-
-    #[inline]
-    fn count_in(word: u64, epoch: u64) -> u64 {
-        if word >> COUNT_BITS == epoch & TAG_MASK {
-            word & COUNT_MASK
-        } else {
-            0
-        }
-    }
-
-    #[inline]
-    fn bump(slot: &AtomicU64, epoch: u64) {
-        let tag = (epoch & TAG_MASK) << COUNT_BITS;
-        let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-            let c = Self::count_in(w, epoch);
-            Some(tag | (c + 1).min(COUNT_MASK))
-        });
-    }
-
     fn record_request(&self) {
-        let e = self.epoch_now();
-        Self::bump(&self.requests[self.slot(e)], e);
+        self.requests.bump(self.epochs.now());
     }
 
-    fn window_counts(&self, now: u64) -> (u64, u64) {
-        let n = self.requests.len() as u64;
-        let mut req = 0;
-        let mut ret = 0;
-        for back in 0..n.min(now + 1) {
-            let e = now - back;
-            let i = self.slot(e);
-            req += Self::count_in(self.requests[i].load(Ordering::Acquire), e);
-            ret += Self::count_in(self.retries[i].load(Ordering::Acquire), e);
-        }
-        (req, ret)
+    fn window_counts(&self, epoch: u64) -> (u64, u64) {
+        (self.requests.sum(epoch), self.retries.sum(epoch))
     }
 
     #[inline]
@@ -341,24 +284,12 @@ impl Ratio {
         self.ratio * requests as f64 + self.floor
     }
 
+    #[inline]
     fn try_withdraw(&self) -> bool {
-        let e = self.epoch_now();
-        let slot = &self.retries[self.slot(e)];
-        let tag = (e & TAG_MASK) << COUNT_BITS;
-        loop {
-            let word = slot.load(Ordering::Acquire);
-            let (requests, retries) = self.window_counts(e);
-            if (retries + 1) as f64 > self.allowed(requests) {
-                return false;
-            }
-            let next = tag | (Self::count_in(word, e) + 1).min(COUNT_MASK);
-            if slot
-                .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return true;
-            }
-        }
+        let e = self.epochs.now();
+        self.retries.bump_if(e, |retries| {
+            (retries + 1) as f64 <= self.allowed(self.requests.sum(e))
+        })
     }
 }
 
@@ -438,8 +369,15 @@ mod tests {
         assert!(b.try_withdraw());
         assert!(b.try_withdraw());
         assert!(!b.try_withdraw());
+        m.advance(Duration::from_secs(2));
+        assert!(
+            !b.try_withdraw(),
+            "t=2s: the retries at t=0 are still in the 3 s window"
+        );
         m.advance(Duration::from_secs(1));
-        assert!(b.try_withdraw(), "the oldest bucket slid out");
+        assert!(b.try_withdraw(), "t=3s: they slid out");
+        assert!(b.try_withdraw());
+        assert!(b.try_withdraw());
         assert!(!b.try_withdraw());
     }
 

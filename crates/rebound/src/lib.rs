@@ -26,7 +26,11 @@
 //!         attempts += 1;
 //!         let first = attempts == 1;
 //!         async move {
-//!             if first { Err("503 Service Unavailable") } else { Ok("reservation r-17") }
+//!             if first {
+//!                 Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+//!             } else {
+//!                 Ok("reservation r-17")
+//!             }
 //!         }
 //!     })
 //!     .await?;
@@ -50,6 +54,12 @@
 //! | [`RetryState`] | the sans-IO state machine every executor drives |
 //! | [`Clock`], [`ManualClock`], [`RandomSource`] | injected time and randomness, for deterministic tests |
 //! | [`telemetry`] | metric names (the seeds' names, verbatim) |
+//! | [`hedge`] | hedged requests: a second attempt after a fixed or percentile delay, first answer wins, budgeted, idempotent operations only |
+//! | [`fallback`] | a degraded answer on failure, open breaker, exhausted budget or full bulkhead; a stale-on-error cache with a maximum age |
+//! | `coalesce` | request coalescing: concurrent identical calls share one execution (thundering herd) |
+//! | `pipeline` | strategies composed in a declared order, with a validated `standard()` preset, for closures and as a tower layer |
+//! | `tower` | tower layers for every policy (feature `tower`) |
+//! | `config` | TOML / JSON configuration of every policy, with human durations (feature `serde`) |
 //!
 //! ## Vocabulary
 //!
@@ -74,13 +84,25 @@ pub mod budget;
 pub mod bulkhead;
 pub mod classify;
 pub mod clock;
+#[cfg(feature = "tokio")]
+pub mod coalesce;
+#[cfg(feature = "serde")]
+pub mod config;
 pub mod error;
+pub mod fallback;
+pub mod hedge;
+#[cfg(feature = "tokio")]
+pub mod pipeline;
 pub mod random;
 pub mod retry;
 mod sync;
 pub mod telemetry;
+pub mod throttle;
 #[cfg(feature = "tokio")]
 pub mod timeout;
+#[cfg(feature = "tower")]
+pub mod tower;
+mod window;
 
 pub use backoff::{Backoff, BackoffState, Jitter, Schedule};
 pub use breaker::{BreakerOpen, CircuitBreaker, CircuitBreakerBuilder};

@@ -57,6 +57,21 @@ impl RandomSource {
         }
     }
 
+    /// One uniform draw in `[0, 1)` from the shared sequence, without a
+    /// generator of its own: lock-free, for policies shared across threads
+    /// (the adaptive throttle). Seeded sources give the same sequence of
+    /// draws for the same order of calls.
+    pub fn f64(&self) -> f64 {
+        match &self.seed {
+            None => fastrand::f64(),
+            Some(s) => {
+                let n = s.next.fetch_add(1, Ordering::Relaxed);
+                (splitmix64(s.seed ^ splitmix64(n ^ 0xA5A5_A5A5)) >> 11) as f64
+                    * (1.0 / (1u64 << 53) as f64)
+            }
+        }
+    }
+
     /// The seed, if this source is seeded.
     pub fn seed(&self) -> Option<u64> {
         self.seed.as_ref().map(|s| s.seed)

@@ -15,6 +15,7 @@
 //! | `circuit_breaker_state` | gauge | a breaker's state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled |
 //! | `circuit_breaker_rejected_total` | counter | calls a circuit breaker refused |
 //! | `bulkhead_rejected_total` | counter | calls a full bulkhead refused; label `reason` = `full`, `queue_full`, `max_wait` |
+//! | `throttle_rejected_total` | counter | requests an adaptive throttle refused locally |
 //!
 //! The names of `retry_attempts_total`, `retry_exhausted_total`,
 //! `dependency_timeout_total` and `circuit_breaker_open_total` are the
@@ -46,8 +47,44 @@ pub const IDEMPOTENCY_KEY_REUSED_TOTAL: &str = "idempotency_key_reused_total";
 /// `dead_letter_messages_total`: messages moved to a dead-letter queue.
 pub const DEAD_LETTER_MESSAGES_TOTAL: &str = "dead_letter_messages_total";
 
+/// `throttle_rejected_total`: requests refused locally by an adaptive throttle.
+pub const THROTTLE_REJECTED_TOTAL: &str = "throttle_rejected_total";
+
 /// The label every rebound series carries.
 pub const DEPENDENCY_LABEL: &str = "dependency";
+
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new("rebound", metrics::Level::INFO, Some("rebound"));
+
+/// A counter series whose labels are fixed when a policy is built, so
+/// counting allocates nothing. The recorder is looked up at every increment,
+/// so one installed after the policy was built is still honoured.
+#[derive(Debug, Clone)]
+pub(crate) struct CounterKey(metrics::Key);
+
+impl CounterKey {
+    /// `name{dependency=...}`, plus `reason=...` when given.
+    pub(crate) fn new(
+        name: &'static str,
+        dependency: &Arc<str>,
+        reason: Option<&'static str>,
+    ) -> Self {
+        let mut labels = vec![metrics::Label::new(
+            DEPENDENCY_LABEL,
+            metrics::SharedString::from(Arc::clone(dependency)),
+        )];
+        if let Some(r) = reason {
+            labels.push(metrics::Label::new("reason", r));
+        }
+        CounterKey(metrics::Key::from_parts(name, labels))
+    }
+
+    /// Adds one.
+    #[inline]
+    pub(crate) fn incr(&self) {
+        metrics::with_recorder(|r| r.register_counter(&self.0, &METADATA).increment(1));
+    }
+}
 
 /// Increments `name{dependency=...}` by one.
 #[inline]

@@ -1,7 +1,7 @@
 //! 8 threads hammer one breaker through every state: the half-open probe
 //! limit is never exceeded, no probe slot leaks, and the counts add up.
 //!
-//! 8 × 100 000 calls; about a second in a debug build on 2 cores.
+//! 8 × 100 000 calls; well under a second even in a debug build on 2 cores.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;

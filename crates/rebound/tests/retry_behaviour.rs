@@ -412,3 +412,40 @@ fn seeded_policies_repeat_their_jitter() {
     assert_eq!(a, run());
     assert!(a > Duration::ZERO);
 }
+
+#[test]
+fn an_adaptive_throttle_sheds_attempts_to_an_overloaded_dependency() {
+    for runner in RUNNERS {
+        let (clock, time) = Clock::manual();
+        let throttle = rebound::throttle::AdaptiveThrottle::builder()
+            .k(2.0)
+            .clock(clock.clone())
+            .random(rebound::RandomSource::seeded(3))
+            .build()
+            .unwrap();
+        let p = policy(&clock)
+            .max_attempts(2)
+            .throttle(throttle.clone())
+            .build()
+            .unwrap();
+        let mut calls_reaching_backend = 0;
+        let mut throttled = 0;
+        for _ in 0..500 {
+            let report = runner.run(&p.classify(rebound::classify::RetryErrors), || {
+                calls_reaching_backend += 1;
+                time.advance(MS);
+                Err::<(), _>("429 Too Many Requests")
+            });
+            if let Stop::Throttled { retry_after: None } = report.stop() {
+                throttled += 1;
+            }
+        }
+        // Without the throttle the backend would see 1000 attempts.
+        assert!(throttled > 400, "{runner:?}: {throttled}");
+        assert!(
+            calls_reaching_backend < 150,
+            "{runner:?}: {calls_reaching_backend}"
+        );
+        assert!(throttle.rejection_probability() > 0.9);
+    }
+}

@@ -248,8 +248,11 @@ pub fn client(
 }
 
 /// Delays recorded by the on-retry hook.
+/// (failed attempt, delay before the next, server-requested delay)
+pub type Recorded = (u32, Duration, Option<Duration>);
+
 #[derive(Clone, Default)]
-pub struct Delays(pub Arc<Mutex<Vec<(u32, Duration, Option<Duration>)>>>);
+pub struct Delays(pub Arc<Mutex<Vec<Recorded>>>);
 
 impl Delays {
     pub fn hook(&self) -> impl Fn(&rebound_http::RetryNotice<'_>) + Send + Sync + 'static {
@@ -257,7 +260,7 @@ impl Delays {
         move |n| d.lock().unwrap().push((n.attempt, n.delay, n.server_delay))
     }
 
-    pub fn get(&self) -> Vec<(u32, Duration, Option<Duration>)> {
+    pub fn get(&self) -> Vec<Recorded> {
         self.0.lock().unwrap().clone()
     }
 }

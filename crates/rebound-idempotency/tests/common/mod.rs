@@ -112,7 +112,7 @@ async fn drop_stale_tables(url: &str) {
 /// Drop a test table (best effort).
 #[cfg(feature = "postgres")]
 pub async fn drop_table(store: &rebound_idempotency::PostgresStore) {
-    if let Some(url) = std::env::var("REBOUND_POSTGRES_URL").ok() {
+    if let Ok(url) = std::env::var("REBOUND_POSTGRES_URL") {
         if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
             tokio::spawn(conn);
             let _ = client

@@ -82,12 +82,13 @@ impl std::fmt::Debug for Options<'_> {
 impl Options<'_> {
     /// Runs per point: the user's choice, else `full`/`tour`/`test` by size.
     pub fn runs_or(&self, full: u32, tour: u32, test: u32) -> u32 {
-        self.runs.unwrap_or(match self.size {
-            Size::Full => full,
-            Size::Tour => tour,
-            Size::Test => test,
-        })
-        .max(1)
+        self.runs
+            .unwrap_or(match self.size {
+                Size::Full => full,
+                Size::Tour => tour,
+                Size::Test => test,
+            })
+            .max(1)
     }
 
     /// Picks a value by size.
@@ -112,7 +113,9 @@ pub struct Scenario {
 
 impl std::fmt::Debug for Scenario {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scenario").field("name", &self.name).finish()
+        f.debug_struct("Scenario")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -172,7 +175,27 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     all().iter().find(|s| s.name == name)
 }
 
-/// Formats a percentage.
-pub(crate) fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
+/// Runs every spec `runs` times in parallel; `out[i][r]` is run `r` of
+/// spec `i`. Seeds derive from the scenario name, the spec's index and the
+/// run index.
+pub(crate) fn run_specs(
+    opts: &Options<'_>,
+    label: &str,
+    specs: &[crate::model::SystemSpec],
+    runs: u32,
+) -> Vec<Vec<crate::stats::RunStats>> {
+    let tasks: Vec<(usize, u32)> = (0..specs.len())
+        .flat_map(|i| (0..runs).map(move |r| (i, r)))
+        .collect();
+    opts.progress.start(label, tasks.len() as u64);
+    let id = crate::seed::name_id(label);
+    let mut flat = crate::sweep::run_all(&tasks, opts.progress, |&(i, r)| {
+        let seed = crate::seed::derive(opts.seed, &[id, i as u64, r as u64]);
+        crate::model::run(&specs[i], seed).expect("built-in scenarios are valid")
+    })
+    .into_iter();
+    opts.progress.finish();
+    (0..specs.len())
+        .map(|_| flat.by_ref().take(runs as usize).collect())
+        .collect()
 }

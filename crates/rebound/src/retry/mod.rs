@@ -38,7 +38,13 @@
 //!     .retry(|| {
 //!         calls += 1;
 //!         let n = calls;
-//!         async move { if n < 3 { Err("connection reset") } else { Ok(42) } }
+//!         async move {
+//!             if n < 3 {
+//!                 Err(std::io::Error::other("connection reset"))
+//!             } else {
+//!                 Ok(42)
+//!             }
+//!         }
 //!     })
 //!     .await?;
 //! assert_eq!((stock, calls), (42, 3));
@@ -61,9 +67,34 @@ use crate::breaker::CircuitBreaker;
 use crate::budget::RetryBudget;
 use crate::classify::RetryErrors;
 use crate::error::ConfigError;
+use crate::telemetry::CounterKey;
+use crate::throttle::AdaptiveThrottle;
 use crate::{Clock, RandomSource};
 
 const COMPONENT: &str = "retry policy";
+
+/// The policy's counter series, labelled once at build time.
+#[derive(Debug)]
+pub(crate) struct RetryMetrics {
+    pub(crate) retries: CounterKey,
+    pub(crate) timeouts: CounterKey,
+    pub(crate) budget_exhausted: CounterKey,
+    /// `retry_exhausted_total{reason}`, indexed by [`Stop::index`].
+    pub(crate) exhausted: [CounterKey; 8],
+}
+
+impl RetryMetrics {
+    fn new(dependency: &Arc<str>) -> Self {
+        use crate::telemetry::*;
+        RetryMetrics {
+            retries: CounterKey::new(RETRY_ATTEMPTS_TOTAL, dependency, None),
+            timeouts: CounterKey::new(DEPENDENCY_TIMEOUT_TOTAL, dependency, None),
+            budget_exhausted: CounterKey::new(RETRY_BUDGET_EXHAUSTED_TOTAL, dependency, None),
+            exhausted: Stop::NAMES
+                .map(|reason| CounterKey::new(RETRY_EXHAUSTED_TOTAL, dependency, Some(reason))),
+        }
+    }
+}
 
 /// How to retry: attempts, backoff, timeouts, budget. Cheap to clone and
 /// share; build one per dependency with [`RetryPolicy::builder`].
@@ -78,7 +109,9 @@ pub struct RetryPolicy {
     pub(crate) max_server_delay: Duration,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) throttle: Option<AdaptiveThrottle>,
     pub(crate) dependency: Arc<str>,
+    pub(crate) metrics: Arc<RetryMetrics>,
     pub(crate) clock: Clock,
     pub(crate) random: RandomSource,
 }
@@ -125,6 +158,11 @@ impl RetryPolicy {
     /// The shared retry budget, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.budget.as_ref()
+    }
+
+    /// The adaptive client-side throttle every attempt goes through, if any.
+    pub fn throttle(&self) -> Option<&AdaptiveThrottle> {
+        self.throttle.as_ref()
     }
 
     /// The circuit breaker every attempt goes through, if any.
@@ -230,6 +268,7 @@ pub struct RetryPolicyBuilder {
     max_server_delay: Duration,
     budget: Option<RetryBudget>,
     breaker: Option<CircuitBreaker>,
+    throttle: Option<AdaptiveThrottle>,
     dependency: Arc<str>,
     clock: Clock,
     random: RandomSource,
@@ -252,6 +291,7 @@ impl RetryPolicyBuilder {
             max_server_delay: Duration::from_secs(60),
             budget: None,
             breaker: None,
+            throttle: None,
             dependency: Arc::from("default"),
             clock: Clock::system(),
             random: RandomSource::entropy(),
@@ -336,6 +376,26 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// An adaptive client-side throttle (Google SRE) every attempt — first
+    /// tries and retries alike — must pass. While the dependency rejects
+    /// requests it sheds attempts locally with probability
+    /// `max(0, (requests − K·accepts) / (requests + 1))`; a shed attempt
+    /// stops the call with [`Stop::Throttled`]. Attempts whose outcome the
+    /// classifier does not retry count as accepted. Default: none.
+    ///
+    /// ```
+    /// use rebound::{throttle::AdaptiveThrottle, RetryPolicy};
+    /// let policy = RetryPolicy::builder()
+    ///     .throttle(AdaptiveThrottle::builder().k(2.0).build().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(policy.throttle().is_some());
+    /// ```
+    pub fn throttle(mut self, throttle: AdaptiveThrottle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
     /// The name of the dependency this policy guards, used as the
     /// `dependency` label on every metric and in tracing events. Default
     /// `"default"`.
@@ -400,6 +460,8 @@ impl RetryPolicyBuilder {
             max_server_delay: self.max_server_delay,
             budget: self.budget,
             breaker: self.breaker,
+            throttle: self.throttle,
+            metrics: Arc::new(RetryMetrics::new(&self.dependency)),
             dependency: self.dependency,
             clock: self.clock,
             random: self.random,

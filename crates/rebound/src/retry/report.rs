@@ -36,6 +36,32 @@ pub enum Stop {
 }
 
 impl Stop {
+    /// Every reason's [`as_str`](Self::as_str), in declaration order.
+    pub(crate) const NAMES: [&'static str; 8] = [
+        "succeeded",
+        "permanent",
+        "attempts",
+        "deadline",
+        "budget",
+        "breaker_open",
+        "bulkhead_full",
+        "throttled",
+    ];
+
+    /// The position of this reason in [`NAMES`](Self::NAMES).
+    pub(crate) fn index(&self) -> usize {
+        match self {
+            Stop::Succeeded => 0,
+            Stop::Permanent => 1,
+            Stop::AttemptsExhausted => 2,
+            Stop::DeadlineExceeded { .. } => 3,
+            Stop::BudgetExhausted => 4,
+            Stop::BreakerOpen => 5,
+            Stop::BulkheadFull => 6,
+            Stop::Throttled { .. } => 7,
+        }
+    }
+
     /// Whether the call ended in success.
     pub fn is_success(&self) -> bool {
         matches!(self, Stop::Succeeded)
@@ -45,16 +71,7 @@ impl Stop {
     /// `deadline`, `budget`, `breaker_open`, `bulkhead_full`, `throttled`.
     /// Used as the `reason` label of metrics.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Stop::Succeeded => "succeeded",
-            Stop::Permanent => "permanent",
-            Stop::AttemptsExhausted => "attempts",
-            Stop::DeadlineExceeded { .. } => "deadline",
-            Stop::BudgetExhausted => "budget",
-            Stop::BreakerOpen => "breaker_open",
-            Stop::BulkheadFull => "bulkhead_full",
-            Stop::Throttled { .. } => "throttled",
-        }
+        Self::NAMES[self.index()]
     }
 }
 

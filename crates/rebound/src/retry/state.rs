@@ -35,7 +35,7 @@ use crate::backoff::BackoffState;
 use crate::breaker::{CallOutcome, OwnedPermit};
 use crate::classify::{Decision, Outcome};
 use crate::retry::{RetryPolicy, Stop};
-use crate::telemetry;
+use crate::throttle::ThrottlePermit;
 
 /// What to do after an attempt: retry after a delay, or stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub struct Attempt {
     /// The breaker's permit; it measures the attempt's duration from when it
     /// was granted, and dropping it unreported frees a half-open probe slot.
     permit: Option<OwnedPermit>,
+    /// The adaptive throttle's permit: told whether the backend accepted.
+    throttle: Option<ThrottlePermit>,
 }
 
 impl Attempt {
@@ -118,8 +120,9 @@ impl RetryState {
     /// Asks to start the next attempt.
     ///
     /// Refuses with [`Stop::DeadlineExceeded`] when the total timeout has
-    /// run out, and with [`Stop::BreakerOpen`] when the policy's circuit
-    /// breaker refuses the attempt.
+    /// run out, with [`Stop::Throttled`] when the policy's adaptive throttle
+    /// sheds the attempt, and with [`Stop::BreakerOpen`] when its circuit
+    /// breaker refuses it.
     pub fn begin_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
         let remaining = match self.deadline {
             Some(d) => match d.checked_duration_since(policy.clock.now()) {
@@ -130,6 +133,13 @@ impl RetryState {
                     })
                 }
             },
+            None => None,
+        };
+        let throttle = match &policy.throttle {
+            Some(t) => Some(
+                t.try_acquire()
+                    .map_err(|_| Stop::Throttled { retry_after: None })?,
+            ),
             None => None,
         };
         let permit = match &policy.breaker {
@@ -153,6 +163,7 @@ impl RetryState {
             timeout,
             cut_by_deadline,
             permit,
+            throttle,
         })
     }
 
@@ -183,8 +194,17 @@ impl RetryState {
                 CallOutcome::Success
             });
         }
+        if let Some(permit) = attempt.throttle.take() {
+            // Anything but a transient failure means the backend took the
+            // request (SRE adaptive throttling counts "accepts").
+            if decision == Decision::DoNotRetry && !matches!(outcome, Outcome::Timeout(_)) {
+                permit.accepted();
+            } else {
+                permit.rejected();
+            }
+        }
         if let Outcome::Timeout(after) = outcome {
-            telemetry::incr(telemetry::DEPENDENCY_TIMEOUT_TOTAL, dep);
+            policy.metrics.timeouts.incr();
             tracing::debug!(
                 dependency = &**dep,
                 attempt = attempt.number,
@@ -225,7 +245,7 @@ impl RetryState {
             b.record_failure();
         }
         let give_up = |stop: Stop| {
-            telemetry::incr_reason(telemetry::RETRY_EXHAUSTED_TOTAL, dep, stop.as_str());
+            policy.metrics.exhausted[stop.index()].incr();
             tracing::info!(
                 dependency = &**dep,
                 attempts = attempt.number,
@@ -269,11 +289,11 @@ impl RetryState {
         }
         if let Some(b) = &policy.budget {
             if !b.try_withdraw() {
-                telemetry::incr(telemetry::RETRY_BUDGET_EXHAUSTED_TOTAL, dep);
+                policy.metrics.budget_exhausted.incr();
                 return give_up(Stop::BudgetExhausted);
             }
         }
-        telemetry::incr(telemetry::RETRY_ATTEMPTS_TOTAL, dep);
+        policy.metrics.retries.incr();
         tracing::debug!(
             dependency = &**dep,
             attempt = attempt.number,
@@ -287,11 +307,7 @@ impl RetryState {
     /// bulkhead), emitting the same telemetry as any other give-up.
     pub fn abort(&mut self, policy: &RetryPolicy, stop: Stop) -> Stop {
         if self.attempts > 0 {
-            telemetry::incr_reason(
-                telemetry::RETRY_EXHAUSTED_TOTAL,
-                &policy.dependency,
-                stop.as_str(),
-            );
+            policy.metrics.exhausted[stop.index()].incr();
         }
         stop
     }

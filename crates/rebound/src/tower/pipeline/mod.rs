@@ -1,0 +1,109 @@
+//! A whole [`Pipeline`] as one tower layer.
+//!
+//! Each call runs the inner service through the pipeline's stages, in the
+//! declared order, with the same code as
+//! [`Pipeline::execute`](crate::pipeline::Pipeline::execute): each attempt
+//! clones the request and a ready clone of the service. Errors are
+//! [`RetryFailed`](crate::tower::retry::error::RetryFailed) (why the
+//! pipeline stopped, attempts, the last error). The response future is
+//! boxed (one allocation per call): the stages are chosen at run time.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//! use rebound::pipeline::Pipeline;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let layer = Pipeline::standard().dependency("inventory").build()?.layer();
+//! let (mock, mut handle) = tower_test::mock::pair::<&'static str, u32>();
+//! let mut svc = layer.layer(mock);
+//! handle.allow(1);
+//! std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+//! let call = tokio::spawn(svc.call("sku-1"));
+//! let (_, reply) = handle.next_request().await.unwrap();
+//! reply.send_response(7);
+//! assert_eq!(call.await.unwrap()?, 7);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod future;
+mod layer;
+
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+pub use future::ResponseFuture;
+pub use layer::PipelineLayer;
+
+use crate::classify::{Classifier, RetryErrors};
+use crate::pipeline::Pipeline;
+use crate::tower::BoxError;
+
+/// Runs the inner service through a [`Pipeline`]. Made by
+/// [`PipelineLayer`].
+#[derive(Debug, Clone)]
+pub struct PipelineService<S, C = RetryErrors> {
+    inner: S,
+    pipeline: Pipeline,
+    classifier: C,
+}
+
+impl<S, C> PipelineService<S, C> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, pipeline: Pipeline, classifier: C) -> Self {
+        PipelineService {
+            inner,
+            pipeline,
+            classifier,
+        }
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for PipelineService<S, C>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError>,
+    C: Classifier<S::Response, BoxError> + Clone + Send + Sync + 'static,
+    Req: Clone + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Response>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        future::run(self.pipeline.clone(), self.classifier.clone(), ready, req)
+    }
+}

@@ -1,0 +1,154 @@
+//! Retry with a [`RetryPolicy`](crate::RetryPolicy), as a tower layer.
+//!
+//! The layer drives the same sans-IO [`RetryState`](crate::RetryState) as
+//! the closure API: attempts, backoff and jitter, per-attempt and total
+//! timeouts, the retry budget and the circuit breaker set on the policy all
+//! apply, with the same telemetry. The request must be `Clone` (each
+//! attempt gets a clone; see [the HTTP body note](crate::tower#retrying-http-requests-the-body)).
+//!
+//! The classifier sees each response and each error (boxed); the default
+//! retries every error and timeout and accepts every response. A refusal
+//! from one of rebound's layers below (an open breaker, a full bulkhead, a
+//! throttle) is never retried: the call stops at once with that reason.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//! use rebound::tower::{retry::RetryLayer, BoxError};
+//! use rebound::{Backoff, Decision, Outcome, RetryPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let policy = RetryPolicy::builder()
+//!     .max_attempts(3)
+//!     .backoff(Backoff::constant(Duration::from_millis(10)))
+//!     .build()?;
+//! // Retry 503s, accept everything else.
+//! let layer = RetryLayer::new(policy).classify(|o: Outcome<'_, u16, BoxError>| match o {
+//!     Outcome::Ok(503) | Outcome::Err(_) | Outcome::Timeout(_) => Decision::Retry,
+//!     Outcome::Ok(_) => Decision::DoNotRetry,
+//! });
+//! let (mock, mut handle) = tower_test::mock::pair::<&str, u16>();
+//! let mut svc = layer.layer(mock);
+//! handle.allow(2);
+//! std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+//! let call = tokio::spawn(svc.call("GET /stock"));
+//! let (_, reply) = handle.next_request().await.unwrap();
+//! reply.send_response(503);
+//! let (_, reply) = handle.next_request().await.unwrap();
+//! reply.send_response(200);
+//! assert_eq!(call.await.unwrap()?, 200);
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+mod future;
+mod layer;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+pub use future::ResponseFuture;
+pub use layer::RetryLayer;
+
+use crate::classify::{Classifier, RetryErrors};
+use crate::tower::BoxError;
+use crate::RetryPolicy;
+
+pub(crate) struct Shared<C> {
+    pub(crate) policy: RetryPolicy,
+    pub(crate) classifier: C,
+}
+
+/// Retries calls of the inner service under a [`RetryPolicy`]. Made by
+/// [`RetryLayer`].
+pub struct Retry<S, C = RetryErrors> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+}
+
+impl<S: Clone, C> Clone for Retry<S, C> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C> std::fmt::Debug for Retry<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Retry<S> {
+    /// Wraps `inner`, retrying every error and timeout.
+    pub fn new(inner: S, policy: RetryPolicy) -> Self {
+        Retry::with_classifier(inner, policy, RetryErrors)
+    }
+}
+
+impl<S, C> Retry<S, C> {
+    /// Wraps `inner` with a classifier deciding what is retried.
+    pub fn with_classifier(inner: S, policy: RetryPolicy, classifier: C) -> Self {
+        Retry {
+            inner,
+            shared: Arc::new(Shared { policy, classifier }),
+        }
+    }
+
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
+        Retry { inner, shared }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.shared.policy
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for Retry<S, C>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classifier<S::Response, BoxError>,
+    Req: Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // The ready service makes this attempt; a clone waits for retries.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(ready, req, Arc::clone(&self.shared))
+    }
+}
