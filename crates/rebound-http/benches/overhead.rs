@@ -54,7 +54,7 @@ fn clients(terminal: bool) -> Vec<(&'static str, ClientWithMiddleware)> {
     let chain = |b: ClientBuilder| if terminal { b.with(Terminal) } else { b };
     vec![
         (
-            "reqwest-middleware (no middleware)",
+            "reqwest-middleware bare",
             chain(ClientBuilder::new(http.clone())).build(),
         ),
         (

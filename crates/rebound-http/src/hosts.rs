@@ -15,15 +15,14 @@
 //! recently used are dropped first. A request in flight keeps its host's
 //! state alive; a later request to an evicted host starts afresh.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rebound::{CircuitBreaker, Clock, ConfigError, RetryBudget, RetryPolicy, RetryPolicyBuilder};
+use url::Position;
 
 /// Customizes the template policy for one host (adds its budget, breaker…).
 pub(crate) type Customize =
@@ -99,11 +98,6 @@ pub(crate) struct Registry {
     last_sweep: AtomicU64,
 }
 
-thread_local! {
-    // Reused to spell `host:port` without allocating on every request.
-    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
 impl Registry {
     pub(crate) fn new(
         template: RetryPolicyBuilder,
@@ -157,15 +151,9 @@ impl Registry {
     /// The state for `url`'s authority, created on first use; `now` is the
     /// clock's current time (the caller has just read it).
     pub(crate) fn get(&self, url: &reqwest::Url, now: Instant) -> Result<Arc<Host>, ConfigError> {
-        KEY.with(|k| {
-            let mut key = k.borrow_mut();
-            key.clear();
-            key.push_str(url.host_str().unwrap_or(""));
-            if let Some(port) = url.port() {
-                let _ = write!(key, ":{port}");
-            }
-            self.get_key_at(&key, now)
-        })
+        // `host[:port]` sliced straight from the URL's serialization: the
+        // port is there only when not the scheme's default; no user info.
+        self.get_key_at(&url[Position::BeforeHost..Position::AfterPort], now)
     }
 
     #[cfg(test)]
@@ -289,6 +277,19 @@ mod tests {
         time.advance(Duration::from_secs(61));
         assert_eq!(r.evict_idle(), 1);
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn keys_are_host_and_explicit_port_without_user_info() {
+        let key = |u: &str| {
+            let u = reqwest::Url::parse(u).unwrap();
+            u[Position::BeforeHost..Position::AfterPort].to_owned()
+        };
+        assert_eq!(key("http://a.example/x"), "a.example");
+        assert_eq!(key("https://a.example:443/x"), "a.example");
+        assert_eq!(key("http://a.example:8080/x?q"), "a.example:8080");
+        assert_eq!(key("http://user:secret@a.example:81/"), "a.example:81");
+        assert_eq!(key("http://[::1]:3000/"), "[::1]:3000");
     }
 
     #[test]

@@ -446,7 +446,7 @@ impl Inner {
             if let Some(name) = &self.attempt_header {
                 request
                     .headers_mut()
-                    .insert(name.clone(), HeaderValue::from(number));
+                    .insert(name.clone(), attempt_number(number));
             }
             let span = tracing::info_span!(
                 "rebound_http.attempt",
@@ -470,7 +470,9 @@ impl Inner {
 
             let decision = match &result {
                 Ok(r) => {
-                    span.record("http.status", r.status().as_u16());
+                    if !span.is_disabled() {
+                        span.record("http.status", r.status().as_u16());
+                    }
                     if self.classifier.may_retry(r.status()) {
                         self.classifier.classify_response(
                             r.status(),
@@ -560,9 +562,10 @@ impl Inner {
         not_retried: Option<NotRetried>,
     ) -> RetryReport {
         // "Not retried" matters only when a retry would otherwise have been
-        // tried: a transient failure on the one attempt allowed.
-        let not_retried =
-            not_retried.filter(|_| !matches!(stop, Stop::Succeeded | Stop::Permanent));
+        // tried: a transient failure on the one attempt allowed (not a
+        // success, a permanent failure, or a breaker refusing the first).
+        let not_retried = not_retried
+            .filter(|_| state.attempts() > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent));
         if let Some(why) = &not_retried {
             telemetry::not_retried(host.authority_arc(), why.as_str());
         }
@@ -580,6 +583,15 @@ impl Inner {
     }
 }
 
+/// The attempt number as a header value; small ones without allocating.
+fn attempt_number(n: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(n as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
+    }
+}
+
 /// A fresh idempotency key: a random (v4) UUID as an RFC 9651 sf-string.
 fn new_idempotency_key() -> HeaderValue {
     let mut buf = [0u8; 38];
@@ -594,6 +606,13 @@ fn new_idempotency_key() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_numbers() {
+        for n in [1u32, 9, 10, 123] {
+            assert_eq!(attempt_number(n), HeaderValue::from(n));
+        }
+    }
 
     #[test]
     fn generated_keys_are_quoted_uuids_and_differ() {

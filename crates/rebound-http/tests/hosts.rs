@@ -107,6 +107,19 @@ async fn a_dead_hosts_breaker_opens_while_another_host_keeps_working() {
         let res = c.get(alive.url("/")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
+    // A POST (not retryable without a key) is refused by the breaker too,
+    // and the error says so rather than blaming the missing key.
+    let err = c
+        .post(dead.url("/orders"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    let reqwest_middleware::Error::Middleware(e) = err else {
+        panic!("expected the middleware's error");
+    };
+    let e = e.downcast_ref::<rebound_http::Error>().unwrap();
+    assert_eq!((e.stop(), e.not_retried()), (Stop::BreakerOpen, None));
     assert_eq!(dead.count(), 3, "no request reached the dead host");
     assert_eq!(alive.count(), 5);
     let alive_host = mw.host(&alive.authority()).unwrap();

@@ -12,6 +12,8 @@
 //! backoff = { schedule = "exponential", base = "100ms", factor = 2.0, max_delay = "20s", jitter = "full" }
 //! budget = { ratio = 0.1, min_retries_per_second = 0.0 }   # RetryBudget::ratio(0.1)...
 //! # token_bucket = { max_tokens = 10.0, token_ratio = 0.1 } # RetryBudget::token_bucket(10.0, 0.1)
+//! # breaker = { failure_ratio = 0.5, min_calls = 10, break_duration = "5s" }
+//! # throttle = { k = 2.0, window = "120s" }  # AdaptiveThrottle::builder().k(2.0)...
 //! scope = "client"   # one policy (and budget) per client; "shared": one for all
 //! ```
 //!
@@ -27,10 +29,16 @@
 //! let policy = spec.build(&time, 7).unwrap();
 //! assert_eq!(policy.max_attempts(), 4);
 //! assert!(policy.budget().is_some());
+//!
+//! let throttled: PolicySpec = toml::from_str("throttle = { k = 1.1 }").unwrap();
+//! assert!(throttled.build(&time, 7).unwrap().throttle().is_some());
+//! let bad: PolicySpec = toml::from_str("throttle = { k = 0.5 }").unwrap();
+//! assert_eq!(bad.build(&time, 7).unwrap_err().field(), "throttle.k");
 //! ```
 
 use std::time::Duration;
 
+use rebound::throttle::AdaptiveThrottle;
 use rebound::{Backoff, ConfigError, Jitter, RandomSource, RetryBudget, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +68,9 @@ pub struct PolicySpec {
     pub token_bucket: Option<TokenBucketSpec>,
     /// A circuit breaker ([`rebound::CircuitBreaker`]). Default: none.
     pub breaker: Option<BreakerSpec>,
+    /// An adaptive client-side throttle (Google SRE,
+    /// [`AdaptiveThrottle`]) every attempt goes through. Default: none.
+    pub throttle: Option<ThrottleSpec>,
     /// Who shares one policy object (and so one budget and breaker).
     /// Default [`Scope::Client`].
     pub scope: Scope,
@@ -134,6 +145,57 @@ impl BreakerSpec {
     }
 }
 
+/// An adaptive throttle as data; mirrors
+/// [`AdaptiveThrottle::builder`](rebound::throttle::AdaptiveThrottle::builder).
+/// Unset fields keep the library's defaults (`k` 2, a 120 s window in 12
+/// buckets: the SRE book's).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleSpec {
+    /// Requests allowed per accepted request in steady overload (`K`).
+    pub k: Option<f64>,
+    /// How far back requests and accepts are remembered.
+    pub window: Option<Dur>,
+    /// Slices the window slides by.
+    pub buckets: Option<u32>,
+}
+
+impl ThrottleSpec {
+    /// `K = k` with the library's window.
+    pub fn k(k: f64) -> Self {
+        ThrottleSpec {
+            k: Some(k),
+            ..Self::default()
+        }
+    }
+
+    /// The real throttle on the run's clock, with seeded rejection draws.
+    /// Errors name the field as `throttle.<field>`.
+    pub fn build(&self, time: &VirtualTime, seed: u64) -> Result<AdaptiveThrottle, ConfigError> {
+        let mut b = AdaptiveThrottle::builder()
+            .clock(time.clock())
+            .random(RandomSource::seeded(seed));
+        if let Some(k) = self.k {
+            b = b.k(k);
+        }
+        if let Some(w) = self.window {
+            b = b.window(w.0);
+        }
+        if let Some(n) = self.buckets {
+            b = b.buckets(n);
+        }
+        b.build().map_err(|e| {
+            let field = match e.field() {
+                "k" => "throttle.k",
+                "window" => "throttle.window",
+                "buckets" => "throttle.buckets",
+                _ => "throttle",
+            };
+            ConfigError::new(e.component(), field, e.message())
+        })
+    }
+}
+
 impl Default for PolicySpec {
     fn default() -> Self {
         PolicySpec {
@@ -144,6 +206,7 @@ impl Default for PolicySpec {
             budget: None,
             token_bucket: None,
             breaker: None,
+            throttle: None,
             scope: Scope::Client,
         }
     }
@@ -354,6 +417,12 @@ impl PolicySpec {
         self
     }
 
+    /// Adds an adaptive throttle.
+    pub fn with_throttle(mut self, throttle: ThrottleSpec) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
     /// Sets the scope.
     pub fn with_scope(mut self, scope: Scope) -> Self {
         self.scope = scope;
@@ -397,6 +466,9 @@ impl PolicySpec {
         if let Some(cb) = &self.breaker {
             b = b.breaker(cb.build(time, crate::seed::splitmix64(seed))?);
         }
+        if let Some(th) = &self.throttle {
+            b = b.throttle(th.build(time, crate::seed::derive(seed, &[0x7405]))?);
+        }
         b.build()
     }
 
@@ -439,8 +511,14 @@ impl PolicySpec {
         if self.breaker.is_some() {
             s.push_str(", circuit breaker");
         }
+        if let Some(th) = self.throttle {
+            s.push_str(&format!(", adaptive throttle K = {}", th.k.unwrap_or(2.0)));
+        }
         if self.scope == Scope::Shared
-            && (self.budget.is_some() || self.token_bucket.is_some() || self.breaker.is_some())
+            && (self.budget.is_some()
+                || self.token_bucket.is_some()
+                || self.breaker.is_some()
+                || self.throttle.is_some())
         {
             s.push_str(" (shared)");
         }

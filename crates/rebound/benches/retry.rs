@@ -191,5 +191,19 @@ fn budget(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, next_delay, executor_success, budget);
+fn clock(c: &mut Criterion) {
+    // What one read of the default clock costs. In this bench binary tokio
+    // is built with `test-util` (the tests need paused time), which makes
+    // `tokio::time::Instant::now()` consult the runtime's test clock; a
+    // production build without `test-util` reads `std::time::Instant::now()`.
+    let mut g = c.benchmark_group("clock_read");
+    let system = rebound::Clock::system();
+    let (manual, _) = rebound::Clock::manual();
+    g.bench_function("std_instant", |b| b.iter(std::time::Instant::now));
+    g.bench_function("rebound_system", |b| b.iter(|| system.now()));
+    g.bench_function("rebound_manual", |b| b.iter(|| manual.now()));
+    g.finish();
+}
+
+criterion_group!(benches, next_delay, executor_success, budget, clock);
 criterion_main!(benches);

@@ -68,6 +68,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             })
             .await;
+        if !report.stop().is_success() {
+            println!("{:>4}  gave up: {}", "", report.stop());
+        }
         attempts += report.attempts();
         retries += report.retries();
         *stops.entry(report.stop().to_string()).or_default() += 1;

@@ -242,6 +242,15 @@ impl Backoff {
                 .and_then(|s| s.checked_add(base))
                 .map_or(cap, |d| d.min(cap)),
             Schedule::Exponential { base, factor } => {
+                if factor == 2.0 {
+                    // The common case, exactly and without floating point.
+                    let b = nanos_u64(base);
+                    return if n < 64 && b <= u64::MAX >> n {
+                        Duration::from_nanos(b << n).min(cap)
+                    } else {
+                        cap
+                    };
+                }
                 let nanos = nanos_f64(base) * factor.powi(n.min(i32::MAX as u32) as i32);
                 // NaN and overflow both land on the cap.
                 if nanos < nanos_f64(cap) {

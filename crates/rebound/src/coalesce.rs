@@ -57,7 +57,7 @@ use tokio::sync::Notify;
 /// Cheap to clone; clones share the calls in flight. See the [module
 /// docs](self).
 pub struct Coalescer<K, T, E> {
-    flights: Arc<Mutex<HashMap<K, Arc<Flight<T, E>>>>>,
+    flights: Arc<Flights<K, T, E>>,
 }
 
 impl<K, T, E> Clone for Coalescer<K, T, E> {
@@ -83,6 +83,8 @@ impl<K, T, E> fmt::Debug for Coalescer<K, T, E> {
             .finish()
     }
 }
+
+type Flights<K, T, E> = Mutex<HashMap<K, Arc<Flight<T, E>>>>;
 
 struct Flight<T, E> {
     state: Mutex<FlightState<T, E>>,

@@ -12,7 +12,9 @@ use super::Shared;
 use crate::classify::{Classifier, Outcome};
 use crate::retry::{Attempt, Next, RetryState, Stop};
 use crate::tower::timeout::error::Elapsed;
-use crate::tower::{refusal, BoxError, Timer};
+use tokio::time::Sleep;
+
+use crate::tower::{refusal, BoxError};
 
 pin_project! {
     #[project = StateProj]
@@ -38,8 +40,10 @@ pin_project! {
         last: Option<Result<S::Response, BoxError>>,
         #[pin]
         state: State<S::Future>,
-        #[pin]
-        timer: Timer,
+        // Boxed, and only once a timer is needed (an attempt timeout or a
+        // retry delay): a tokio `Sleep` is large, and a plain success path
+        // should not carry or move one.
+        timer: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -59,13 +63,13 @@ where
                 } else {
                     (req, None)
                 };
-                let timer = Timer::after(a.timeout());
+                let timer = a.timeout().map(|d| Box::pin(tokio::time::sleep(d)));
                 let fut = svc.call(now);
                 (State::Calling { fut }, Some(a), timer, keep)
             }
             Err(stop) => {
                 let stop = retry.abort(policy, stop);
-                (State::Refused { stop }, None, Timer::Off {}, None)
+                (State::Refused { stop }, None, None, None)
             }
         };
         ResponseFuture {
@@ -106,7 +110,7 @@ where
                         Poll::Ready(Ok(v)) => Got::Value(v),
                         Poll::Ready(Err(e)) => Got::Error(e.into()),
                         Poll::Pending => {
-                            ready!(this.timer.as_mut().poll_expired(cx));
+                            ready!(poll_timer(this.timer, cx));
                             let limit = this
                                 .attempt
                                 .as_ref()
@@ -147,13 +151,13 @@ where
                         }
                         Next::Retry { delay } => {
                             *this.last = Some(result);
-                            this.timer.set(Timer::after(Some(delay)));
+                            arm(this.timer, Some(delay));
                             this.state.set(State::Waiting {});
                         }
                     }
                 }
                 StateProj::Waiting {} => {
-                    ready!(this.timer.as_mut().poll_expired(cx));
+                    ready!(poll_timer(this.timer, cx));
                     this.state.set(State::Readying {});
                 }
                 StateProj::Readying {} => {
@@ -162,7 +166,7 @@ where
                     }
                     match this.retry.begin_attempt(policy) {
                         Ok(a) => {
-                            this.timer.set(Timer::after(a.timeout()));
+                            arm(this.timer, a.timeout());
                             let req = this.req.clone().expect("kept for retries");
                             let fut = this.svc.call(req);
                             *this.attempt = Some(a);
@@ -193,5 +197,23 @@ fn finish<T>(stop: Stop, attempts: u32, last: Option<Result<T, BoxError>>) -> Re
         Some(Ok(v)) => Ok(v),
         Some(Err(e)) => Err(RetryFailed::new(stop, attempts, Some(e)).into()),
         None => Err(RetryFailed::new(stop, attempts, None).into()),
+    }
+}
+
+/// Sets the timer to fire after `d` (reusing its allocation), or turns it
+/// off.
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, d: Option<Duration>) {
+    match (d, timer.as_mut()) {
+        (Some(d), Some(t)) => t.as_mut().reset(tokio::time::Instant::now() + d),
+        (Some(d), None) => *timer = Some(Box::pin(tokio::time::sleep(d))),
+        (None, _) => *timer = None,
+    }
+}
+
+/// Ready when the timer is set and expired; never when off.
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    match timer.as_mut() {
+        Some(t) => t.as_mut().poll(cx),
+        None => Poll::Pending,
     }
 }
