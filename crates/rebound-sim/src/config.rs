@@ -411,6 +411,10 @@ policy = { max_attempts = 2, attempt_timeout = "1s", backoff = { schedule = "con
 [[variants]]
 name = "retry once, 10% budget"
 policy = { max_attempts = 2, attempt_timeout = "1s", backoff = { schedule = "constant", base = "0s" }, budget = { ratio = 0.1, min_retries_per_second = 0 } }
+
+[[variants]]
+name = "retry once, adaptive throttle"
+policy = { max_attempts = 2, attempt_timeout = "1s", backoff = { schedule = "constant", base = "0s" }, throttle = { k = 2.0, window = "30s" } }
 "#;
 
 #[cfg(test)]
@@ -420,7 +424,8 @@ mod tests {
     #[test]
     fn the_example_parses() {
         let c = parse(EXAMPLE, "example.toml").unwrap();
-        assert_eq!(c.variants.len(), 2);
+        assert_eq!(c.variants.len(), 3);
+        assert!(c.variants[2].policy.throttle.is_some());
         assert_eq!(c.layers[0].workers, Some(1));
     }
 
@@ -438,6 +443,23 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.line, Some(18), "{e}");
+    }
+
+    #[test]
+    fn a_bad_throttle_names_its_field_and_line() {
+        let bad = EXAMPLE.replace("k = 2.0", "k = 0.5");
+        let e = parse(&bad, "x.toml").unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("variants[2].policy.throttle.k"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(26), "{e}");
+        assert!(e.message.contains("at least 1"), "{e}");
+        let bad = EXAMPLE.replace("k = 2.0", "kay = 2.0");
+        let e = parse(&bad, "x.toml").unwrap_err();
+        assert!(e.message.contains("unknown field `kay`"), "{e}");
+        assert_eq!(e.line, Some(26), "{e}");
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub struct Failures {
     pub breaker_open: u64,
     /// The total timeout ran out.
     pub deadline: u64,
-    /// Anything else (permanent, throttled, bulkhead).
+    /// The adaptive throttle shed the attempt locally.
+    pub throttled: u64,
+    /// Anything else (permanent, bulkhead).
     pub other: u64,
 }
 
@@ -59,6 +61,7 @@ impl Failures {
             + self.budget_exhausted
             + self.breaker_open
             + self.deadline
+            + self.throttled
             + self.other
     }
 }
@@ -134,6 +137,7 @@ impl RunStats {
             Stop::BudgetExhausted => self.failures.budget_exhausted += 1,
             Stop::BreakerOpen => self.failures.breaker_open += 1,
             Stop::DeadlineExceeded { .. } => self.failures.deadline += 1,
+            Stop::Throttled { .. } => self.failures.throttled += 1,
             _ => self.failures.other += 1,
         }
     }
@@ -170,6 +174,57 @@ impl RunStats {
     pub fn goodput_per_second(&self) -> Vec<f64> {
         let scale = 1e9 / self.bin_nanos as f64;
         self.bins.iter().map(|b| b.goodput as f64 * scale).collect()
+    }
+
+    /// Whether the `window` bins from bin `i` had goodput of at least
+    /// `threshold` × their first tries.
+    pub fn healthy_window(&self, i: usize, window: usize, threshold: f64) -> bool {
+        let end = (i + window.max(1)).min(self.bins.len());
+        let (g, f) = self.bins[i.min(end)..end]
+            .iter()
+            .fold((0u64, 0u64), |(g, f), b| (g + b.goodput, f + b.first_tries));
+        g as f64 >= threshold * f as f64
+    }
+
+    /// Seconds from `trigger_end` until the end of the first window of
+    /// `window` bins, starting at or after it, whose goodput is at least
+    /// `threshold` × its first tries: the first return to health. `None`
+    /// if no such window ends before the end of the run.
+    ///
+    /// Unlike [`recovery_after`](Self::recovery_after) this ignores later
+    /// dips, which in a system run close to its capacity happen with or
+    /// without a trigger (compare [`unhealthy_share`](Self::unhealthy_share)
+    /// with a run without the trigger).
+    pub fn first_recovery_after(
+        &self,
+        trigger_end: u64,
+        window: usize,
+        threshold: f64,
+    ) -> Option<f64> {
+        let start = (trigger_end / self.bin_nanos) as usize;
+        let window = window.max(1);
+        let last = self.bins.len().checked_sub(window)?;
+        (start..=last)
+            .find(|&i| self.healthy_window(i, window, threshold))
+            .map(|i| {
+                ((i + window) as u64 * self.bin_nanos).saturating_sub(trigger_end) as f64 / 1e9
+            })
+    }
+
+    /// The share of the windows of `window` bins starting at bin `from`
+    /// or later whose goodput is below `threshold` × their first tries.
+    pub fn unhealthy_share(&self, from: usize, window: usize, threshold: f64) -> f64 {
+        let window = window.max(1);
+        let Some(last) = self.bins.len().checked_sub(window) else {
+            return 0.0;
+        };
+        if from > last {
+            return 0.0;
+        }
+        let bad = (from..=last)
+            .filter(|&i| !self.healthy_window(i, window, threshold))
+            .count();
+        bad as f64 / (last + 1 - from) as f64
     }
 
     /// Seconds from `trigger_end` until the system is healthy for good:

@@ -42,28 +42,24 @@ fn layers_multiply_64_and_243_exactly() {
 }
 
 #[test]
+fn throttle_attempts_per_accept_converge_to_k_within_10_percent() {
+    check("throttle", Size::Test);
+}
+
+#[test]
 fn metastable_boundary_near_150_qps() {
     check("metastable", Size::Test);
 }
 
 #[test]
-fn spike_stays_down_without_mitigation_and_budgets_recover() {
-    // The third claim (recovery within timeout + drain time) is reported,
-    // not asserted: at the published size the median budgeted run takes
-    // about twice that (see the report); only the breaker is that fast.
-    let opts = Options {
-        size: Size::Test,
-        ..Options::default()
-    };
-    let report = scenarios::find("spike").unwrap().run(&opts);
-    assert!(report.checks[0].holds, "{:#?}", report.checks);
-    assert!(report.checks[1].holds, "{:#?}", report.checks);
+fn spike_stays_down_without_mitigation_and_budgets_recover_within_drain_time() {
+    check("spike", Size::Test);
 }
 
 #[test]
 #[ignore = "published sizes: run in release with --ignored"]
 fn every_claim_at_full_size() {
-    for s in scenarios::all().iter().filter(|s| s.name != "spike") {
+    for s in scenarios::all() {
         check(s.name, Size::Full);
     }
 }

@@ -177,8 +177,10 @@ impl fmt::Debug for BulkheadPermit {
 }
 
 /// Gives a queue place back however the wait ends.
+#[cfg(feature = "tokio")]
 struct QueuePlace<'a>(&'a Inner);
 
+#[cfg(feature = "tokio")]
 impl Drop for QueuePlace<'_> {
     fn drop(&mut self) {
         self.0.queued.fetch_sub(1, Ordering::AcqRel);

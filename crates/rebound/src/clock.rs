@@ -233,6 +233,7 @@ mod tests {
         assert_eq!(m.elapsed(), Duration::from_secs(3));
     }
 
+    #[cfg(feature = "tokio")]
     #[tokio::test(start_paused = true)]
     async fn system_clock_follows_tokio_paused_time() {
         let clock = Clock::system();

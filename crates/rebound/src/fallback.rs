@@ -130,6 +130,17 @@ impl<E> HasCause for RetryError<E> {
     }
 }
 
+/// `TimedOut` is a timeout; every other I/O error a failure.
+impl HasCause for std::io::Error {
+    fn cause(&self) -> Cause {
+        if self.kind() == std::io::ErrorKind::TimedOut {
+            Cause::Timeout
+        } else {
+            Cause::Failed
+        }
+    }
+}
+
 impl HasCause for BreakerOpen {
     fn cause(&self) -> Cause {
         Cause::BreakerOpen

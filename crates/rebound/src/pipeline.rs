@@ -103,7 +103,7 @@ pub enum Stage {
     Retry(RetryPolicy),
     /// Pass everything inside through a circuit breaker. The window, when
     /// known, is checked against the attempt timeout.
-    CircuitBreaker(CircuitBreaker, Option<SlidingWindow>),
+    CircuitBreaker(CircuitBreaker),
     /// Run everything inside in a bulkhead slot.
     Bulkhead(Bulkhead),
     /// Ask an adaptive throttle before running everything inside.
@@ -333,7 +333,7 @@ macro_rules! level {
                             }
                         }
                     }
-                    Stage::CircuitBreaker(cb, _) => match cb.try_acquire_owned() {
+                    Stage::CircuitBreaker(cb) => match cb.try_acquire_owned() {
                         Ok(p) => breaker = Some(p),
                         Err(_) => return refused(Stop::BreakerOpen, ctx),
                     },
@@ -542,23 +542,10 @@ impl PipelineBuilder {
         self
     }
 
-    /// Adds a circuit breaker. Its window cannot be read back from a built
-    /// breaker, so the window rule is only checked when declared with
-    /// [`circuit_breaker_window`](Self::circuit_breaker_window).
+    /// Adds a circuit breaker. `build` checks a time-based window against
+    /// the attempt timeout inside it.
     pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.stages.push(Ok(Stage::CircuitBreaker(breaker, None)));
-        self
-    }
-
-    /// Adds a circuit breaker built with `window`, so `build` can check the
-    /// window against the attempt timeout.
-    pub fn circuit_breaker_window(
-        mut self,
-        breaker: CircuitBreaker,
-        window: SlidingWindow,
-    ) -> Self {
-        self.stages
-            .push(Ok(Stage::CircuitBreaker(breaker, Some(window))));
+        self.stages.push(Ok(Stage::CircuitBreaker(breaker)));
         self
     }
 
@@ -670,7 +657,12 @@ fn validate(stages: &[Stage]) -> Result<(), ConfigError> {
     };
     // The window rule: each breaker against the attempt timeout inside it.
     for (i, s) in stages.iter().enumerate() {
-        if let Stage::CircuitBreaker(_, Some(SlidingWindow::Time { duration, .. })) = s {
+        let window = match s {
+            Stage::CircuitBreaker(cb) => cb.window(),
+            _ => continue,
+        };
+        if let SlidingWindow::Time { duration, .. } = window {
+            let duration = &duration;
             let from_retry =
                 retry.and_then(|(r, p)| (r < i).then(|| p.attempt_timeout()).flatten());
             if let Some(a) = min_opt(timeout_in(i + 1..stages.len()), from_retry) {
@@ -883,7 +875,7 @@ impl StandardBuilder {
             .dependency(self.dependency)
             .timeout(self.total_timeout)
             .retry(retry)
-            .circuit_breaker_window(breaker, window)
+            .circuit_breaker(breaker)
             .timeout(self.attempt_timeout)
             .build()
     }

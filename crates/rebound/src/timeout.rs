@@ -61,6 +61,10 @@ pub struct Elapsed {
 }
 
 impl Elapsed {
+    pub(crate) fn new(after: Duration) -> Self {
+        Elapsed { after }
+    }
+
     /// The limit that ran out.
     pub fn after(&self) -> Duration {
         self.after

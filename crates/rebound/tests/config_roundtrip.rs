@@ -104,6 +104,32 @@ fn a_full_file_parses_and_builds() {
         .is_some());
 }
 
+#[test]
+fn a_retry_can_carry_its_own_breaker_and_throttle() {
+    let p = Policies::from_toml_str(
+        r#"
+[dependencies.payments.retry]
+max_attempts = 2
+
+[dependencies.payments.retry.breaker]
+failure_ratio = 0.3
+
+[dependencies.payments.retry.throttle]
+k = 1.1
+"#,
+    )
+    .unwrap();
+    let retry = p
+        .dependency("payments")
+        .unwrap()
+        .retry_policy("payments")
+        .unwrap()
+        .unwrap();
+    assert!(retry.breaker().is_some());
+    assert!(retry.throttle().is_some());
+    assert_eq!(retry.breaker().unwrap().dependency(), "payments");
+}
+
 fn sample() -> Policies {
     let mut p = Policies::default();
     p.dependencies.insert(
@@ -127,6 +153,15 @@ fn sample() -> Policies {
                     min_retries_per_second: None,
                     window: Some(Duration::from_secs(10)),
                     buckets: None,
+                }),
+                breaker: Some(BreakerConfig {
+                    window: Some(WindowConfig::Count { size: 20 }),
+                    min_calls: Some(5),
+                    ..Default::default()
+                }),
+                throttle: Some(ThrottleConfig {
+                    k: Some(1.5),
+                    ..Default::default()
                 }),
             }),
             breaker: Some(BreakerConfig {

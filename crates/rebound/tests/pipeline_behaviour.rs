@@ -21,22 +21,24 @@ fn retry(n: u32, delay: Duration) -> RetryPolicy {
         .unwrap()
 }
 
-fn time_breaker(window: Duration) -> (CircuitBreaker, SlidingWindow) {
+fn time_breaker(window: Duration) -> CircuitBreaker {
     let w = SlidingWindow::Time {
         duration: window,
         buckets: 10,
     };
-    (CircuitBreaker::builder().window(w).build().unwrap(), w)
+    let cb = CircuitBreaker::builder().window(w).build().unwrap();
+    assert_eq!(cb.window(), w);
+    cb
 }
 
 #[test]
 fn each_bad_combination_has_its_own_message() {
     // sampling window shorter than twice the attempt timeout
-    let (cb, w) = time_breaker(3 * S);
+    let cb = time_breaker(3 * S);
     let e = Pipeline::builder()
         .timeout(30 * S)
         .retry(retry(3, MS))
-        .circuit_breaker_window(cb, w)
+        .circuit_breaker(cb)
         .timeout(2 * S)
         .build()
         .unwrap_err();

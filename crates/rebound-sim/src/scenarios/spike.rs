@@ -6,6 +6,26 @@
 //! timeout, every caller retries, and the retries keep the queue full:
 //! goodput stays near zero long after the spike. With jittered backoff and
 //! a budget the extra load goes away and the system recovers.
+//!
+//! ## What "recovered" means here
+//!
+//! The time to recover is the time from the end of the spike to the end of
+//! the first [`WINDOW`]-second window whose goodput is at least 80% of the
+//! calls that arrived in it: the first return to health. An earlier
+//! version asked for *every* later window to be healthy, to the end of
+//! the run, and measured 313 s (token bucket) and 388 s (10% ratio budget)
+//! against the claimed ≈ 147 s. That measured the server, not the spike:
+//! at ρ = λ/μ = 0.93 an M/M/1 sojourn time is exponential with mean
+//! 1/(μ − λ) ≈ 1.4 s, so about e^(−4 × 0.7) ≈ 6% of calls time out even
+//! with no spike, and the queue wanders for minutes at a time (its
+//! relaxation time is of the order of 300 s). The same system **without
+//! a spike** has 8–17% unhealthy windows depending on the policy, and in
+//! most 600-second runs at least one, so "healthy to the end" mostly
+//! dated the last spontaneous dip. The scenario runs every policy with and
+//! without the spike and reports both shares: after the first recovery the
+//! spiked runs are as healthy as the unspiked ones, i.e. recovered.
+//!
+//! The old "healthy for good" time is still reported, for comparison.
 
 use std::time::Duration;
 
@@ -36,6 +56,11 @@ pub const SPIKE_RATE: f64 = 30.0;
 pub const WINDOW: usize = 20;
 
 /// The policies compared.
+///
+/// The fifth, a ratio budget of 5%, fits the capacity headroom: a ratio
+/// budget adds up to `ratio × λ` of retries, which must stay below
+/// `μ − λ` (here 7.5% of λ) for a full queue to drain while every call
+/// fails. A 10% budget does not: 1.1 × 9.3 = 10.23/s > μ.
 pub fn policies() -> Vec<(&'static str, PolicySpec)> {
     let plain = PolicySpec::attempts(4).with_attempt_timeout(TIMEOUT);
     let jittered = plain.clone().with_backoff(BackoffSpec::exponential(
@@ -57,7 +82,11 @@ pub fn policies() -> Vec<(&'static str, PolicySpec)> {
         ),
         (
             "jittered backoff + circuit breaker",
-            jittered.with_breaker(breaker),
+            jittered.clone().with_breaker(breaker),
+        ),
+        (
+            "jittered backoff + ratio budget 5%",
+            jittered.with_ratio_budget(0.05),
         ),
     ]
 }
@@ -86,8 +115,16 @@ pub fn run(opts: &Options<'_>) -> Report {
     let runs = opts.runs_or(5, 2, 2);
     let after = Duration::from_secs(opts.pick(600, 300, 300));
     let pols = policies();
-    let specs: Vec<SystemSpec> = pols.iter().map(|(_, p)| spec(p, after)).collect();
+    // Every policy with the spike, then the same systems without it.
+    let mut specs: Vec<SystemSpec> = pols.iter().map(|(_, p)| spec(p, after)).collect();
+    for i in 0..pols.len() {
+        let mut calm = specs[i].clone();
+        calm.workload = Workload::open(LAMBDA);
+        calm.trigger_end = None;
+        specs.push(calm);
+    }
     let results = super::run_specs(opts, "spike", &specs, runs);
+    let start_bin = (crate::dist::nanos(SPIKE_END) / 1_000_000_000) as usize;
     let te = crate::dist::nanos(SPIKE_END);
     let drain = QUEUE as f64 / (MU - LAMBDA);
     let bound = TIMEOUT.as_secs_f64() + drain;
@@ -102,9 +139,10 @@ pub fn run(opts: &Options<'_>) -> Report {
     rep.setup = format!(
         "One worker serving exponential times at μ = {MU}/s, a queue of {QUEUE} (a full queue rejects at \
          once), Poisson arrivals at λ = {LAMBDA}/s over 10 clients, and a spike to {SPIKE_RATE}/s from {}s \
-         to {}s. Clients time out after {}s and retry up to 3 times. Recovered = from some point after \
-         the spike, goodput ≥ 80% of arrivals in every {WINDOW} s window to the end ({}s after the spike). \
-         Timeout + queue drain time = {:.0} s + {QUEUE}/(μ − λ) = {bound:.0} s.",
+         to {}s. Clients time out after {}s and retry up to 3 times. Time to recover = from the end of \
+         the spike to the end of the first {WINDOW} s window with goodput ≥ 80% of arrivals (runs last \
+         {}s after the spike). Unhealthy windows are compared with the same system and policy without \
+         the spike. Timeout + queue drain time = {:.0} s + {QUEUE}/(μ − λ) = {bound:.0} s.",
         SPIKE_START.as_secs(),
         SPIKE_END.as_secs(),
         TIMEOUT.as_secs(),
@@ -118,6 +156,9 @@ pub fn run(opts: &Options<'_>) -> Report {
             "policy",
             "recovered runs",
             "time to recover, median (s)",
+            "healthy to the end from, median (s)",
+            "unhealthy windows after recovery (%)",
+            "unhealthy windows, no spike (%)",
             "goodput 60 s+ after spike (/s)",
             "load (attempts/call)",
             "wasted answers",
@@ -138,16 +179,36 @@ pub fn run(opts: &Options<'_>) -> Report {
     let mut late = Vec::new();
     for (pi, (name, _)) in pols.iter().enumerate() {
         let rs = &results[pi];
+        let calm = &results[pols.len() + pi];
         let rec: Vec<Option<f64>> = rs
             .iter()
-            .map(|r| r.recovery_after(te, WINDOW, 0.8))
+            .map(|r| r.first_recovery_after(te, WINDOW, 0.8))
             .collect();
         let ok = rec.iter().filter(|r| r.is_some()).count();
-        // The median run: a server at 93% utilisation sometimes wobbles on
-        // its own, so the worst of several runs says more about luck.
-        let mut times: Vec<f64> = rec.iter().map(|r| r.unwrap_or(f64::INFINITY)).collect();
-        times.sort_by(f64::total_cmp);
-        let worst = times[(times.len() - 1) / 2];
+        let median = |xs: Vec<Option<f64>>| {
+            let mut t: Vec<f64> = xs.iter().map(|r| r.unwrap_or(f64::INFINITY)).collect();
+            t.sort_by(f64::total_cmp);
+            t[(t.len() - 1) / 2]
+        };
+        // The median run: a server at 93% utilisation wobbles on its own,
+        // so the worst of several runs says more about luck.
+        let worst = median(rec.clone());
+        let for_good = median(
+            rs.iter()
+                .map(|r| r.recovery_after(te, WINDOW, 0.8))
+                .collect(),
+        );
+        let after_rec: Vec<f64> = rs
+            .iter()
+            .zip(&rec)
+            .filter_map(|(r, t)| t.map(|t| r.unhealthy_share(start_bin + t as usize, WINDOW, 0.8)))
+            .collect();
+        let calm_share = crate::stats::mean(
+            &calm
+                .iter()
+                .map(|r| r.unhealthy_share(0, WINDOW, 0.8))
+                .collect::<Vec<_>>(),
+        );
         let from = ((te / 1_000_000_000) + 60) as usize;
         let g: f64 = rs
             .iter()
@@ -168,6 +229,17 @@ pub fn run(opts: &Options<'_>) -> Report {
             } else {
                 Cell::Empty
             },
+            if for_good.is_finite() {
+                Cell::num(for_good, 0)
+            } else {
+                Cell::Empty
+            },
+            if after_rec.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::num(100.0 * crate::stats::mean(&after_rec), 1)
+            },
+            Cell::num(100.0 * calm_share, 1),
             Cell::num(g, 2),
             Cell::num(load, 2),
             Cell::int(wasted),
@@ -222,11 +294,22 @@ pub fn run(opts: &Options<'_>) -> Report {
     );
     rep.notes.push(format!(
         "Fastest recovery: {} ({}). A 10% ratio budget adds up to 10% to λ = {LAMBDA}: {:.2}/s > μ = {MU}/s, so it \
-         cannot drain a full queue by itself.",
+         cannot drain a full queue by itself and recovers only when the queue happens to wander down \
+         ({}); a 5% budget, within the {:.1}% headroom (μ − λ)/λ, recovers {}.",
         pols[best].0,
         fmt_rec(recs[best]),
-        LAMBDA * 1.1
+        LAMBDA * 1.1,
+        fmt_secs(recs[1]),
+        100.0 * (MU - LAMBDA) / LAMBDA,
+        fmt_rec(recs[4]),
     ));
+    rep.notes.push(
+        "Time to recover is the first return to health. Asking instead for every later window to be \
+         healthy (the \"healthy to the end\" column) dates the last of the dips that this server, at 93% \
+         utilisation with a 4 s timeout, has without any spike: compare the two \"unhealthy windows\" \
+         columns."
+            .to_string(),
+    );
     rep
 }
 

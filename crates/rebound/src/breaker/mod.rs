@@ -524,6 +524,11 @@ impl CircuitBreaker {
         self.inner.force(DISABLED);
     }
 
+    /// The sliding window the breaker judges the dependency on.
+    pub fn window(&self) -> SlidingWindow {
+        self.inner.cfg.window
+    }
+
     /// Closes the breaker from any state, with an empty window and the break
     /// growth reset. Permits admitted before are ignored when they report.
     pub fn reset(&self) {

@@ -251,6 +251,13 @@ pub struct RetryConfig {
     /// A retry budget. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetConfig>,
+    /// A circuit breaker every attempt must pass (plugged into the retry
+    /// executor, so an open breaker stops retrying at once). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerConfig>,
+    /// An adaptive client-side throttle every attempt must pass. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleConfig>,
 }
 
 impl RetryConfig {
@@ -272,6 +279,12 @@ impl RetryConfig {
         }
         if let Some(t) = self.max_server_delay {
             b = b.max_server_delay(t);
+        }
+        if let Some(cb) = &self.breaker {
+            b = b.breaker(cb.build(dependency)?);
+        }
+        if let Some(t) = &self.throttle {
+            b = b.throttle(t.builder(dependency).build()?);
         }
         if let Some(budget) = &self.budget {
             b = b.budget(budget.build()?);
@@ -424,13 +437,6 @@ impl BreakerConfig {
             b = b.half_open_probes(v);
         }
         b
-    }
-
-    /// The window this config gives the breaker.
-    pub fn sliding_window(&self) -> SlidingWindow {
-        self.window
-            .map(Into::into)
-            .unwrap_or(SlidingWindow::Count { size: 100 })
     }
 
     /// The breaker, validated.
@@ -704,9 +710,7 @@ impl PipelineConfig {
                     b = match s {
                         StageConfig::Timeout { timeout } => b.timeout(*timeout),
                         StageConfig::Retry(r) => b.retry(r.build(dependency)?),
-                        StageConfig::CircuitBreaker(c) => {
-                            b.circuit_breaker_window(c.build(dependency)?, c.sliding_window())
-                        }
+                        StageConfig::CircuitBreaker(c) => b.circuit_breaker(c.build(dependency)?),
                         StageConfig::Bulkhead(h) => b.bulkhead(h.build(dependency)?),
                         StageConfig::Throttle(t) => b.throttle(t.builder(dependency).build()?),
                     };

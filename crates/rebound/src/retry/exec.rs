@@ -1,5 +1,6 @@
 //! The executors: drive [`RetryState`] with real waiting and calling.
 
+#[cfg(feature = "tokio")]
 use std::future::Future;
 use std::time::Duration;
 

@@ -57,7 +57,7 @@ pub fn cause_of(e: &BoxError) -> Cause {
         Cause::BulkheadFull
     } else if e.is::<crate::throttle::Throttled>() {
         Cause::Throttled
-    } else if e.is::<crate::tower::timeout::error::Elapsed>() || e.is::<crate::timeout::Elapsed>() {
+    } else if e.is::<crate::timeout::Elapsed>() {
         Cause::Timeout
     } else if let Some(r) = e.downcast_ref::<crate::tower::retry::error::RetryFailed>() {
         Cause::from_stop(r.stop(), r.timed_out()).unwrap_or(Cause::Failed)
