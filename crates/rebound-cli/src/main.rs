@@ -52,7 +52,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Simulate retry storms, budgets, breakers and metastable failure;
+    /// Simulate retry storms, budgets, breakers, adaptive throttling and
+    /// metastable failure;
     /// write tables, charts and an HTML report.
     #[command(after_help = SIMULATE_EXAMPLES)]
     Simulate(SimulateArgs),

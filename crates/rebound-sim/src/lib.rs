@@ -4,8 +4,9 @@
 //!
 //! A discrete-event simulator that drives **the real [`rebound`] policy
 //! objects** — [`RetryPolicy`](rebound::RetryPolicy), its
-//! [`RetryState`](rebound::RetryState), [`RetryBudget`](rebound::RetryBudget)
-//! and [`CircuitBreaker`](rebound::CircuitBreaker) — in virtual time: the
+//! [`RetryState`](rebound::RetryState), [`RetryBudget`](rebound::RetryBudget),
+//! [`CircuitBreaker`](rebound::CircuitBreaker) and
+//! [`AdaptiveThrottle`](rebound::throttle::AdaptiveThrottle) — in virtual time: the
 //! engine moves a [`ManualClock`](rebound::ManualClock) to each event's time
 //! and asks the policies, exactly as a real executor asks them on the system
 //! clock. Nothing of a policy is re-implemented here, so what you measure is
@@ -37,7 +38,7 @@
 //!
 //! | piece | what it does |
 //! |---|---|
-//! | [`engine`] | event queue in integer nanoseconds (FIFO among ties) and the [`VirtualTime`](engine::VirtualTime) the policies read |
+//! | [`engine`] | event queue in integer nanoseconds (FIFO among ties; a binary heap plus an O(1) lane for events scheduled in time order, such as fixed timeouts) and the [`VirtualTime`](engine::VirtualTime) the policies read |
 //! | [`model`] | clients (open-loop Poisson with spikes and ramps, closed-loop) calling a chain of servers (workers, bounded queue, service-time [`Dist`], slowdown, failures, outages), each caller with its own policy |
 //! | [`occ`] | Brooker's optimistic-concurrency model for the backoff-and-jitter study |
 //! | [`policy`] | [`PolicySpec`]: a policy as data, built into the real `RetryPolicy` |
