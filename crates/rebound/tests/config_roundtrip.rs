@@ -189,7 +189,7 @@ fn sample() -> Policies {
                 StageConfig::Timeout {
                     timeout: Duration::from_secs(5),
                 },
-                StageConfig::Retry(RetryConfig::default()),
+                StageConfig::Retry(Box::default()),
                 StageConfig::CircuitBreaker(BreakerConfig::default()),
             ])),
         },

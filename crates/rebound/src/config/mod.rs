@@ -602,7 +602,7 @@ pub enum StageConfig {
         timeout: Duration,
     },
     /// A retry.
-    Retry(RetryConfig),
+    Retry(Box<RetryConfig>),
     /// A circuit breaker.
     CircuitBreaker(BreakerConfig),
     /// A bulkhead.
