@@ -2,7 +2,7 @@
 //! tower-resilience, in one criterion run:
 //!
 //! ```sh
-//! cargo bench -p rebound --bench breaker -- --warm-up-time 1 --measurement-time 2
+//! cargo bench -p rebound-bench --bench breaker -- --warm-up-time 1 --measurement-time 2
 //! ```
 //!
 //! * `breaker_closed/*`: one admitted call recorded as a success, in the

@@ -2,7 +2,7 @@
 //! the matching tower and tower-resilience layers, in one criterion run.
 //!
 //! ```sh
-//! cargo bench -p rebound --features tower --bench layers -- --warm-up-time 1 --measurement-time 2
+//! cargo bench -p rebound-bench --bench layers -- --warm-up-time 1 --measurement-time 2
 //! ```
 //!
 //! Every case wraps the same inner service (`service_fn` answering at once)

@@ -2,7 +2,7 @@
 //! each against its peers in the same run.
 //!
 //! ```text
-//! cargo bench -p rebound --bench retry
+//! cargo bench -p rebound-bench --bench retry
 //! ```
 
 use std::hint::black_box;
@@ -192,10 +192,9 @@ fn budget(c: &mut Criterion) {
 }
 
 fn clock(c: &mut Criterion) {
-    // What one read of the default clock costs. In this bench binary tokio
-    // is built with `test-util` (the tests need paused time), which makes
-    // `tokio::time::Instant::now()` consult the runtime's test clock; a
-    // production build without `test-util` reads `std::time::Instant::now()`.
+    // What one read of the default clock costs. Run alone, this crate builds
+    // tokio without `test-util`, as a production build does, so the system
+    // clock is `std::time::Instant::now()` behind one branch.
     let mut g = c.benchmark_group("clock_read");
     let system = rebound::Clock::system();
     let (manual, _) = rebound::Clock::manual();
