@@ -96,6 +96,7 @@ impl Attempt {
 
 impl RetryState {
     /// A new call starting now (on the policy's clock).
+    #[inline]
     pub fn new(policy: &RetryPolicy) -> Self {
         RetryState {
             deadline: policy
@@ -108,6 +109,7 @@ impl RetryState {
     }
 
     /// Attempts started so far.
+    #[inline]
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -123,6 +125,7 @@ impl RetryState {
     /// run out, with [`Stop::Throttled`] when the policy's adaptive throttle
     /// sheds the attempt, and with [`Stop::BreakerOpen`] when its circuit
     /// breaker refuses it.
+    #[inline]
     pub fn begin_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
         let remaining = match self.deadline {
             Some(d) => match d.checked_duration_since(policy.clock.now()) {
@@ -176,6 +179,7 @@ impl RetryState {
     /// within `max_server_delay` → delay fits before the deadline → budget.
     /// The budget is asked last, so a retry that would not happen anyway
     /// does not spend it.
+    #[inline]
     pub fn on_outcome<T, E>(
         &mut self,
         policy: &RetryPolicy,
