@@ -218,7 +218,14 @@ pub struct RatioBudgetBuilder {
 
 impl RatioBudgetBuilder {
     /// Retries allowed per second regardless of traffic, so callers with
-    /// little traffic can still retry. Default 10. Set 0 for a pure ratio.
+    /// little traffic can still retry. Default 10 (Finagle's and Linkerd's).
+    /// Set 0 for a pure ratio.
+    ///
+    /// The floor is per budget: a fleet of 100 processes, each with its own
+    /// budget, may send `100 × floor` retries per second to a dead
+    /// dependency on top of `ratio × requests`. For large fleets calling one
+    /// dependency, lower the floor (or share a budget per process across
+    /// its callers) — `rebound simulate --scenario budgets` shows the effect.
     pub fn min_retries_per_second(mut self, per_second: f64) -> Self {
         self.min_per_second = per_second;
         self

@@ -56,6 +56,37 @@ async fn timeout_passes_fast_calls_and_cuts_slow_ones() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn timeout_counts_cut_calls_under_the_dependency_label() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    let (mock, mut handle) = mock::pair::<u32, u32>();
+    let layer = TimeoutLayer::new(100 * MS)
+        .unwrap()
+        .dependency(String::from("inventory"));
+    let mut svc = layer.layer(mock);
+    handle.allow(1);
+    ready(&mut svc).await.unwrap();
+    let slow = svc.call(1);
+    let (_, reply) = handle.next_request().await.unwrap();
+    assert!(slow.await.unwrap_err().is::<Elapsed>());
+    drop(reply);
+
+    let v = snap.snapshot().into_vec();
+    let (key, _, _, value) = v
+        .iter()
+        .find(|(k, ..)| k.key().name() == "dependency_timeout_total")
+        .expect("counted");
+    assert_eq!(value, &DebugValue::Counter(1));
+    assert!(key
+        .key()
+        .labels()
+        .any(|l| l.key() == "dependency" && l.value() == "inventory"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_retries_errors_then_succeeds_with_backoff() {
     let policy = RetryPolicy::builder()
         .max_attempts(3)
@@ -75,6 +106,29 @@ async fn retry_retries_errors_then_succeeds_with_backoff() {
     assert_eq!(tokio::time::Instant::now() - t0, 50 * MS);
     reply.send_response("ok");
     assert_eq!(call.await.unwrap().unwrap(), "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_without_attempt_timeout_lets_a_slow_retry_run() {
+    // After the backoff timer fires, a retry with no attempt timeout must
+    // not be cut off however long it runs.
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .backoff(Backoff::constant(50 * MS))
+        .build()
+        .unwrap();
+    let (mock, mut handle) = mock::pair::<&str, &str>();
+    let mut svc = RetryLayer::new(policy).layer(mock);
+    handle.allow(2);
+    ready(&mut svc).await.unwrap();
+    let call = tokio::spawn(svc.call("GET"));
+    let (_, reply) = handle.next_request().await.unwrap();
+    reply.send_error(io("reset"));
+    let (_, reply) = handle.next_request().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(!call.is_finished());
+    reply.send_response("late");
+    assert_eq!(call.await.unwrap().unwrap(), "late");
 }
 
 #[tokio::test(start_paused = true)]

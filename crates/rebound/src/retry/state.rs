@@ -1,33 +1,4 @@
-//! The retry decision as a plain state machine (sans-IO).
-//!
-//! [`RetryState`] never sleeps, spawns or calls anything: given what an
-//! attempt produced, it answers "start an attempt?" and "retry, after how
-//! long?". It reads the time from the policy's injected
-//! [`Clock`](crate::Clock), and only when a decision depends on it (a
-//! deadline or a breaker is set), so a plain success path costs no clock
-//! read at all. The async and blocking executors, the tower layer, the HTTP
-//! middleware and the simulator all drive this one type, so they cannot
-//! disagree about a policy.
-//!
-//! ```
-//! use std::time::Duration;
-//! use rebound::{Clock, Decision, Next, Outcome, RetryPolicy, Stop};
-//!
-//! let (clock, time) = Clock::manual();
-//! let policy = RetryPolicy::builder().max_attempts(2).clock(clock).build().unwrap();
-//! let mut state = policy.start();
-//!
-//! let attempt = state.begin_attempt(&policy).unwrap();
-//! let failed: Outcome<'_, (), &str> = Outcome::Err(&"reset");
-//! let Next::Retry { delay } = state.on_outcome(&policy, attempt, failed, Decision::Retry) else {
-//!     panic!("first failure is retried");
-//! };
-//! time.advance(delay); // a driver sleeps here
-//!
-//! let attempt = state.begin_attempt(&policy).unwrap();
-//! let next = state.on_outcome(&policy, attempt, failed, Decision::Retry);
-//! assert_eq!(next, Next::Stop(Stop::AttemptsExhausted));
-//! ```
+//! The sans-IO retry state machine; see [`RetryState`].
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +20,37 @@ pub enum Next {
     Stop(Stop),
 }
 
-/// One call's progress through a [`RetryPolicy`]. See the [module docs](self).
+/// One call's progress through a [`RetryPolicy`]: the retry decision as a
+/// plain state machine (sans-IO).
+///
+/// [`RetryState`] never sleeps, spawns or calls anything: given what an
+/// attempt produced, it answers "start an attempt?" and "retry, after how
+/// long?". It reads the time from the policy's injected
+/// [`Clock`](crate::Clock), and only when a decision depends on it (a
+/// deadline or a breaker is set), so a plain success path costs no clock
+/// read at all. The async and blocking executors, the tower layer, the HTTP
+/// middleware and the simulator all drive this one type, so they cannot
+/// disagree about a policy.
+///
+/// ```
+/// use std::time::Duration;
+/// use rebound::{Clock, Decision, Next, Outcome, RetryPolicy, Stop};
+///
+/// let (clock, time) = Clock::manual();
+/// let policy = RetryPolicy::builder().max_attempts(2).clock(clock).build().unwrap();
+/// let mut state = policy.start();
+///
+/// let attempt = state.begin_attempt(&policy).unwrap();
+/// let failed: Outcome<'_, (), &str> = Outcome::Err(&"reset");
+/// let Next::Retry { delay } = state.on_outcome(&policy, attempt, failed, Decision::Retry) else {
+///     panic!("first failure is retried");
+/// };
+/// time.advance(delay); // a driver sleeps here
+///
+/// let attempt = state.begin_attempt(&policy).unwrap();
+/// let next = state.on_outcome(&policy, attempt, failed, Decision::Retry);
+/// assert_eq!(next, Next::Stop(Stop::AttemptsExhausted));
+/// ```
 #[derive(Debug)]
 pub struct RetryState {
     deadline: Option<Instant>,
@@ -127,6 +128,29 @@ impl RetryState {
     /// breaker refuses it.
     #[inline]
     pub fn begin_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
+        // Nothing to consult (no deadline, throttle, breaker or budget): the
+        // same answer as the full path below, small enough to inline.
+        if self.deadline.is_none()
+            && policy.throttle.is_none()
+            && policy.breaker.is_none()
+            && policy.budget.is_none()
+        {
+            self.attempts += 1;
+            return Ok(Attempt {
+                number: self.attempts,
+                timeout: policy.attempt_timeout,
+                cut_by_deadline: false,
+                permit: None,
+                throttle: None,
+            });
+        }
+        self.begin_guarded_attempt(policy)
+    }
+
+    /// [`begin_attempt`](Self::begin_attempt) when a deadline, throttle,
+    /// breaker or budget must be consulted.
+    #[inline(never)]
+    fn begin_guarded_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
         let remaining = match self.deadline {
             Some(d) => match d.checked_duration_since(policy.clock.now()) {
                 Some(left) if !left.is_zero() => Some(left),

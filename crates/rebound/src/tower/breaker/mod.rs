@@ -1,4 +1,4 @@
-//! Guard a service with a [`CircuitBreaker`](crate::CircuitBreaker), as a
+//! Guard a service with a [`CircuitBreaker`], as a
 //! tower layer.
 //!
 //! Each call asks the breaker for a permit; a refused call fails at once

@@ -1,4 +1,4 @@
-//! Hedged requests with a [`HedgePolicy`](crate::hedge::HedgePolicy), as a
+//! Hedged requests with a [`HedgePolicy`], as a
 //! tower layer.
 //!
 //! A request the layer's predicate marks idempotent is sent once; if no

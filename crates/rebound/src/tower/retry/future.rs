@@ -32,18 +32,39 @@ pin_project! {
     where
         S: Service<Req>,
     {
-        svc: S,
-        req: Option<Req>,
-        shared: Arc<Shared<C>>,
-        retry: RetryState,
-        attempt: Option<Attempt>,
-        last: Option<Result<S::Response, BoxError>>,
         #[pin]
         state: State<S::Future>,
-        // Boxed, and only once a timer is needed (an attempt timeout or a
-        // retry delay): a tokio `Sleep` is large, and a plain success path
-        // should not carry or move one.
-        timer: Option<Pin<Box<Sleep>>>,
+        attempt: Option<Attempt>,
+        retry: RetryState,
+        shared: Arc<Shared<C>>,
+        svc: S,
+        req: Option<Req>,
+        // Allocated once, and only when first needed (an attempt timeout, or
+        // a failure to retry): a plain success path neither carries nor
+        // moves a timer or a kept result.
+        slow: Option<Pin<Box<Slow<S::Response>>>>,
+    }
+}
+
+pin_project! {
+    // The rarely used part of the future: the timer and the result kept
+    // while waiting to retry.
+    struct Slow<T> {
+        #[pin]
+        sleep: Sleep,
+        // Off once the timer has fired and no new limit was set.
+        armed: bool,
+        last: Option<Result<T, BoxError>>,
+    }
+}
+
+impl<T> Slow<T> {
+    fn new(d: Duration) -> Self {
+        Slow {
+            sleep: tokio::time::sleep(d),
+            armed: true,
+            last: None,
+        }
     }
 }
 
@@ -52,35 +73,43 @@ where
     S: Service<Req>,
     Req: Clone,
 {
+    #[inline]
     pub(crate) fn new(mut svc: S, req: Req, shared: Arc<Shared<C>>) -> Self {
         let policy = &shared.policy;
-        let mut retry = policy.start();
-        let (state, attempt, timer, req) = match retry.begin_attempt(policy) {
+        // `RetryPolicy::start`, but inlinable across crates.
+        let mut retry = RetryState::new(policy);
+        match retry.begin_attempt(policy) {
             Ok(a) => {
                 // No copy is kept when there will be no second attempt.
-                let (now, keep) = if policy.max_attempts() > 1 {
+                let (now, keep) = if policy.max_attempts > 1 {
                     (req.clone(), Some(req))
                 } else {
                     (req, None)
                 };
-                let timer = a.timeout().map(|d| Box::pin(tokio::time::sleep(d)));
+                let slow = a.timeout().map(|d| Box::pin(Slow::new(d)));
                 let fut = svc.call(now);
-                (State::Calling { fut }, Some(a), timer, keep)
+                ResponseFuture {
+                    state: State::Calling { fut },
+                    attempt: Some(a),
+                    retry,
+                    shared,
+                    svc,
+                    req: keep,
+                    slow,
+                }
             }
             Err(stop) => {
                 let stop = retry.abort(policy, stop);
-                (State::Refused { stop }, None, None, None)
+                ResponseFuture {
+                    state: State::Refused { stop },
+                    attempt: None,
+                    retry,
+                    shared,
+                    svc,
+                    req: None,
+                    slow: None,
+                }
             }
-        };
-        ResponseFuture {
-            svc,
-            req,
-            shared,
-            retry,
-            attempt,
-            last: None,
-            state,
-            timer,
         }
     }
 }
@@ -100,6 +129,7 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let policy = &this.shared.policy;
@@ -110,7 +140,7 @@ where
                         Poll::Ready(Ok(v)) => Got::Value(v),
                         Poll::Ready(Err(e)) => Got::Error(e.into()),
                         Poll::Pending => {
-                            ready!(poll_timer(this.timer, cx));
+                            ready!(poll_timer(this.slow, cx));
                             let limit = this
                                 .attempt
                                 .as_ref()
@@ -125,12 +155,7 @@ where
                             drop(attempt);
                             let stop = this.retry.abort(policy, stop);
                             let Got::Error(e) = got else { unreachable!() };
-                            return Poll::Ready(Err(RetryFailed::new(
-                                stop,
-                                this.retry.attempts(),
-                                Some(e),
-                            )
-                            .into()));
+                            return Poll::Ready(Err(failed(stop, this.retry.attempts(), Some(e))));
                         }
                     }
                     let outcome = match &got {
@@ -147,17 +172,22 @@ where
                     };
                     match next {
                         Next::Stop(stop) => {
-                            return Poll::Ready(finish(stop, this.retry.attempts(), Some(result)))
+                            return Poll::Ready(match result {
+                                Ok(v) => Ok(v),
+                                Err(e) => Err(failed(stop, this.retry.attempts(), Some(e))),
+                            })
                         }
                         Next::Retry { delay } => {
-                            *this.last = Some(result);
-                            arm(this.timer, Some(delay));
+                            arm(this.slow, Some(delay));
+                            if let Some(slow) = this.slow.as_mut() {
+                                *slow.as_mut().project().last = Some(result);
+                            }
                             this.state.set(State::Waiting {});
                         }
                     }
                 }
                 StateProj::Waiting {} => {
-                    ready!(poll_timer(this.timer, cx));
+                    ready!(poll_timer(this.slow, cx));
                     this.state.set(State::Readying {});
                 }
                 StateProj::Readying {} => {
@@ -166,7 +196,7 @@ where
                     }
                     match this.retry.begin_attempt(policy) {
                         Ok(a) => {
-                            arm(this.timer, a.timeout());
+                            arm(this.slow, a.timeout());
                             let req = this.req.clone().expect("kept for retries");
                             let fut = this.svc.call(req);
                             *this.attempt = Some(a);
@@ -177,14 +207,14 @@ where
                             return Poll::Ready(finish(
                                 stop,
                                 this.retry.attempts(),
-                                this.last.take(),
+                                this.slow
+                                    .as_mut()
+                                    .and_then(|s| s.as_mut().project().last.take()),
                             ));
                         }
                     }
                 }
-                StateProj::Refused { stop } => {
-                    return Poll::Ready(Err(RetryFailed::new(*stop, 0, None).into()))
-                }
+                StateProj::Refused { stop } => return Poll::Ready(Err(failed(*stop, 0, None))),
             }
         }
     }
@@ -195,25 +225,46 @@ where
 fn finish<T>(stop: Stop, attempts: u32, last: Option<Result<T, BoxError>>) -> Result<T, BoxError> {
     match last {
         Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(RetryFailed::new(stop, attempts, Some(e)).into()),
-        None => Err(RetryFailed::new(stop, attempts, None).into()),
+        Some(Err(e)) => Err(failed(stop, attempts, Some(e))),
+        None => Err(failed(stop, attempts, None)),
     }
 }
 
-/// Sets the timer to fire after `d` (reusing its allocation), or turns it
-/// off.
-fn arm(timer: &mut Option<Pin<Box<Sleep>>>, d: Option<Duration>) {
-    match (d, timer.as_mut()) {
-        (Some(d), Some(t)) => t.as_mut().reset(tokio::time::Instant::now() + d),
-        (Some(d), None) => *timer = Some(Box::pin(tokio::time::sleep(d))),
-        (None, _) => *timer = None,
+/// The layer's error when it gives up; out of line, off the success path.
+#[cold]
+#[inline(never)]
+fn failed(stop: Stop, attempts: u32, last: Option<BoxError>) -> BoxError {
+    RetryFailed::new(stop, attempts, last).into()
+}
+
+/// Sets the timer to fire after `d` (allocating it the first time only), or
+/// turns it off.
+fn arm<T>(slow: &mut Option<Pin<Box<Slow<T>>>>, d: Option<Duration>) {
+    match (d, slow.as_mut()) {
+        (Some(d), Some(s)) => {
+            let s = s.as_mut().project();
+            s.sleep.reset(tokio::time::Instant::now() + d);
+            *s.armed = true;
+        }
+        (Some(d), None) => *slow = Some(Box::pin(Slow::new(d))),
+        // Only ever after the timer fired (a retry delay), so nothing is
+        // left registered with the timer driver.
+        (None, Some(s)) => *s.as_mut().project().armed = false,
+        (None, None) => {}
     }
 }
 
-/// Ready when the timer is set and expired; never when off.
-fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
-    match timer.as_mut() {
-        Some(t) => t.as_mut().poll(cx),
+/// Ready when the timer is armed and expired; never when off.
+fn poll_timer<T>(slow: &mut Option<Pin<Box<Slow<T>>>>, cx: &mut Context<'_>) -> Poll<()> {
+    match slow.as_mut() {
+        Some(s) => {
+            let s = s.as_mut().project();
+            if *s.armed {
+                s.sleep.poll(cx)
+            } else {
+                Poll::Pending
+            }
+        }
         None => Poll::Pending,
     }
 }

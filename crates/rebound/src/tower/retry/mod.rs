@@ -1,4 +1,4 @@
-//! Retry with a [`RetryPolicy`](crate::RetryPolicy), as a tower layer.
+//! Retry with a [`RetryPolicy`], as a tower layer.
 //!
 //! The layer drives the same sans-IO [`RetryState`](crate::RetryState) as
 //! the closure API: attempts, backoff and jitter, per-attempt and total
@@ -145,6 +145,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         // The ready service makes this attempt; a clone waits for retries.
         let clone = self.inner.clone();

@@ -1,5 +1,5 @@
 //! Adaptive client-side throttling (Google SRE) with an
-//! [`AdaptiveThrottle`](crate::throttle::AdaptiveThrottle), as a tower layer.
+//! [`AdaptiveThrottle`], as a tower layer.
 //!
 //! Each call asks the throttle first; a call it rejects locally fails at
 //! once with [`Throttled`](crate::throttle::Throttled) without reaching
