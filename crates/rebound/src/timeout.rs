@@ -116,7 +116,7 @@ impl Timeout {
                     after = ?self.limit,
                     "call timed out"
                 );
-                Err(Elapsed { after: self.limit })
+                Err(Elapsed::new(self.limit))
             }
         }
     }

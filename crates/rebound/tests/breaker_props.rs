@@ -241,9 +241,16 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
+    ops_failing(0.5)
+}
+
+/// Ops whose finished calls fail with probability `p_fail`. A low `p_fail`
+/// keeps count windows full of successes for long stretches, where the
+/// breaker skips writing the window (`src/breaker/window.rs`).
+fn ops_failing(p_fail: f64) -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => Just(Op::Acquire),
-        4 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.2))
+        4 => (any::<usize>(), prop::bool::weighted(p_fail), prop::bool::weighted(0.2))
             .prop_map(|(idx, failure, slow)| Op::Finish { idx, failure, slow }),
         1 => any::<usize>().prop_map(|idx| Op::Cancel { idx }),
         2 => prop_oneof![Just(10u64), Just(100), Just(400), Just(1_000), Just(3_000)]
@@ -316,6 +323,20 @@ proptest! {
         cfg in cfg_strategy(),
         ops in prop::collection::vec(op_strategy(), 1..120),
     ) {
+        run(cfg, ops)?;
+    }
+
+    #[test]
+    fn mostly_healthy_traffic_matches_the_reference_model(
+        cfg in cfg_strategy(),
+        ops in prop::collection::vec(ops_failing(0.05), 1..200),
+    ) {
+        run(cfg, ops)?;
+    }
+}
+
+fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    {
         let (cb, time) = build(&cfg);
         let mut model = Model {
             cfg: cfg.clone(),
@@ -338,20 +359,33 @@ proptest! {
                             live.push((p, mp));
                         }
                         (Err(_), None) => {}
-                        (r, e) => prop_assert!(false, "acquire: real {:?} model {:?}", r.map(|p| p.is_probe()), e),
+                        (r, e) => prop_assert!(
+                            false,
+                            "acquire: real {:?} model {:?}",
+                            r.map(|p| p.is_probe()),
+                            e
+                        ),
                     }
                 }
                 Op::Finish { idx, failure, slow } => {
-                    if live.is_empty() { continue; }
+                    if live.is_empty() {
+                        continue;
+                    }
                     let (p, mp) = live.remove(idx % live.len());
                     if slow {
                         time.advance(Duration::from_millis(SLOW_MS));
                     }
-                    p.record(if failure { CallOutcome::Failure } else { CallOutcome::Success });
+                    p.record(if failure {
+                        CallOutcome::Failure
+                    } else {
+                        CallOutcome::Success
+                    });
                     model.finish(mp, failure, now(&time));
                 }
                 Op::Cancel { idx } => {
-                    if live.is_empty() { continue; }
+                    if live.is_empty() {
+                        continue;
+                    }
                     let (p, mp) = live.remove(idx % live.len());
                     drop(p);
                     model.cancel(mp);
@@ -361,4 +395,5 @@ proptest! {
             check(&cb, &model, now(&time))?;
         }
     }
+    Ok(())
 }

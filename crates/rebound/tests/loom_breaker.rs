@@ -133,3 +133,27 @@ fn bulkhead_never_admits_more_than_max() {
         assert_eq!(b.in_use(), 0, "every permit released");
     });
 }
+
+#[test]
+fn a_success_skipped_on_a_full_healthy_window_keeps_the_counts() {
+    loom::model(|| {
+        // A full window of successes: the next success writes nothing, and a
+        // failure racing with it still lands, whatever the interleaving.
+        let cb = CircuitBreaker::builder()
+            .count_window(2)
+            .min_calls(2)
+            .failure_ratio(1.0)
+            .build()
+            .unwrap();
+        cb.try_acquire().unwrap().success();
+        cb.try_acquire().unwrap().success();
+        let (c1, c2) = (cb.clone(), cb.clone());
+        let ok = thread::spawn(move || c1.try_acquire().unwrap().success());
+        let bad = thread::spawn(move || c2.try_acquire().unwrap().failure());
+        ok.join().unwrap();
+        bad.join().unwrap();
+        let s = cb.snapshot();
+        assert_eq!(s.state, State::Closed);
+        assert_eq!((s.calls, s.failures), (2, 1), "last 2 calls: one failure");
+    });
+}

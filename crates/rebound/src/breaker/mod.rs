@@ -64,7 +64,9 @@
 //!
 //! * **Closed is cheap.** Admitting and recording a call in the closed state
 //!   takes no lock and allocates nothing: a load of the state word, and a
-//!   few atomic operations on the window (see `BENCHMARKS.md`).
+//!   few atomic operations on the window (see `BENCHMARKS.md`). Once a count
+//!   window is full of successes, a further success only reads it, so
+//!   threads sharing a healthy breaker do not contend on a cache line.
 //! * **The probe limit holds.** Half-open probes are reserved with one CAS on
 //!   the state word: never more than `half_open_probes` are admitted per
 //!   half-open period, whatever the threads do.

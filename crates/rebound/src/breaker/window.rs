@@ -88,6 +88,23 @@ const SLOW: u32 = 4;
 /// aggregate's counts are the sum of the slots tagged with its generation,
 /// because every slot swap adjusts the aggregate by exactly the difference
 /// it made.
+///
+/// **Steady state writes nothing.** When the aggregate says the window is
+/// full and holds only plain successes (`calls == n`, no failure, no slow
+/// call), recording another plain success only loads the aggregate: it
+/// neither writes a slot nor advances the cursor, so threads hammering a
+/// healthy breaker share its cache lines read-only instead of bouncing the
+/// cursor's line between cores. This is exact, not an approximation: a ring
+/// whose `n` slots all hold the same value is invariant under rotation, so
+/// the state "cursor at `c`, all successes" (the skipped record) and "cursor
+/// at `c + 1`, all successes" (the record made) hold the same calls and
+/// evolve into windows with the same counts whatever is recorded next; the
+/// window remains exactly the last `n` calls. Under concurrency the skipped
+/// success is ordered at the instant its load of the aggregate read "full of
+/// successes", before any record whose aggregate update came later (as
+/// before, a window written by several threads at once is the last `n` calls
+/// in cursor order, which may differ from completion order by the calls in
+/// flight).
 pub(crate) struct CountWindow {
     cursor: AtomicU64,
     slots: Box<[AtomicU32]>,
@@ -116,9 +133,15 @@ impl CountWindow {
     #[inline]
     fn record(&self, gen: u32, failure: bool, slow: bool, want: bool) -> Option<Tally> {
         let g = g16(gen);
+        let n = self.slots.len() as u64;
+        if !(failure || slow || want)
+            && self.agg.load(Ordering::Relaxed) == ((u64::from(g) << 48) | (n << 32))
+        {
+            // Full of successes, and this is one more: see the type's docs.
+            return None;
+        }
         let new =
             (g << 16) | PRESENT | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
-        let n = self.slots.len() as u64;
         let i = (self.cursor.fetch_add(1, Ordering::Relaxed) % n) as usize;
         let slot = &self.slots[i];
         // In steady state (a full window of successes) the slot already holds
@@ -199,6 +222,9 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 pub(crate) struct TimeWindow {
     origin: Instant,
     bucket_nanos: u64,
+    /// The epoch the last record fell in: a hint that spares most records a
+    /// 64-bit division (checked, so a stale hint only costs the division).
+    last_epoch: AtomicU64,
     calls: Box<[AtomicU64]>,
     failures: Box<[AtomicU64]>,
     slow: Box<[AtomicU64]>,
@@ -211,16 +237,35 @@ impl TimeWindow {
         TimeWindow {
             origin,
             bucket_nanos: u64::try_from(bucket_nanos).unwrap_or(u64::MAX),
+            last_epoch: AtomicU64::new(0),
             calls: make(),
             failures: make(),
             slow: make(),
         }
     }
 
+    /// The bucket index since `origin` that `now` falls in: `nanos /
+    /// bucket_nanos`, without dividing when `now` is in the hinted epoch.
     #[inline]
     fn epoch(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin);
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        let hint = self.last_epoch.load(Ordering::Relaxed);
+        // `hint * bucket_nanos` cannot overflow: `hint` was computed as
+        // `x / bucket_nanos` for some `x: u64`.
+        match nanos.checked_sub(hint * self.bucket_nanos) {
+            Some(into) if into < self.bucket_nanos => hint,
+            _ => self.new_epoch(nanos),
+        }
+    }
+
+    /// Out of line, so the hot path stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn new_epoch(&self, nanos: u64) -> u64 {
+        let e = nanos / self.bucket_nanos;
+        self.last_epoch.store(e, Ordering::Relaxed);
+        e
     }
 
     #[inline]
@@ -336,6 +381,32 @@ mod tests {
     }
 
     #[test]
+    fn a_full_window_of_successes_is_not_written() {
+        let w = CountWindow::new(3);
+        for _ in 0..3 {
+            w.record(0, false, false, false);
+        }
+        let cursor = w.cursor.load(Ordering::Relaxed);
+        for _ in 0..10 {
+            assert_eq!(w.record(0, false, false, false), None);
+        }
+        assert_eq!(w.cursor.load(Ordering::Relaxed), cursor, "nothing written");
+        // Still exactly the last 3 calls: a failure, then two successes, then
+        // a third evicts it.
+        let t = w.record(0, true, false, true).unwrap();
+        assert_eq!((t.calls, t.failures), (3, 1));
+        w.record(0, false, false, false);
+        w.record(0, false, false, false);
+        assert_eq!(w.tally(0).failures, 1, "the failure is among the last 3");
+        w.record(0, false, false, false);
+        assert_eq!(w.tally(0).failures, 0, "evicted after 3 more calls");
+        // Other generations never take the shortcut.
+        w.reset(1);
+        w.record(0, false, false, false);
+        assert_eq!(w.tally(1), Tally::default());
+    }
+
+    #[test]
     fn time_window_slides() {
         let origin = Instant::now();
         let w = TimeWindow::new(Duration::from_secs(10), 10, origin);
@@ -353,5 +424,23 @@ mod tests {
         );
         assert_eq!(w.tally(0, w.epoch(at(15))).calls, 0);
         assert_eq!(w.tally(1, w.epoch(at(5))).calls, 0, "other generation");
+    }
+
+    #[test]
+    fn the_epoch_hint_never_changes_the_epoch() {
+        let origin = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for bucket in [1u64, 3, 1_000, 999_983, 1_000_000_000] {
+            let w = TimeWindow::new(Duration::from_nanos(bucket * 4), 4, origin);
+            for _ in 0..2_000 {
+                let nanos = match rng.u8(..3) {
+                    0 => rng.u64(..bucket * 10),
+                    1 => rng.u64(..u64::MAX / 2),
+                    _ => w.last_epoch.load(Ordering::Relaxed) * bucket + rng.u64(..bucket * 2),
+                };
+                let now = origin + Duration::from_nanos(nanos);
+                assert_eq!(w.epoch(now), nanos / bucket, "bucket {bucket} at {nanos}");
+            }
+        }
     }
 }
