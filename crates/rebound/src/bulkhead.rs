@@ -75,6 +75,9 @@ struct Inner {
     max_queue: u32,
     max_wait: Option<Duration>,
     dependency: Arc<str>,
+    /// `bulkhead_rejected_total{reason}`, labelled once, indexed by
+    /// [`FullReason::index`].
+    rejected: [telemetry::CounterKey; 3],
     in_use: AtomicU32,
     queued: AtomicU32,
     #[cfg(feature = "tokio")]
@@ -98,10 +101,16 @@ impl FullReason {
     /// A short, stable name, used as the `reason` label: `full`,
     /// `queue_full`, `max_wait`.
     pub fn as_str(&self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+
+    const NAMES: [&'static str; 3] = ["full", "queue_full", "max_wait"];
+
+    fn index(&self) -> usize {
         match self {
-            FullReason::Full => "full",
-            FullReason::QueueFull => "queue_full",
-            FullReason::MaxWait => "max_wait",
+            FullReason::Full => 0,
+            FullReason::QueueFull => 1,
+            FullReason::MaxWait => 2,
         }
     }
 }
@@ -215,11 +224,7 @@ impl Bulkhead {
 
     #[cold]
     fn reject(&self, reason: FullReason) -> BulkheadFull {
-        telemetry::incr_reason(
-            telemetry::BULKHEAD_REJECTED_TOTAL,
-            &self.inner.dependency,
-            reason.as_str(),
-        );
+        self.inner.rejected[reason.index()].incr();
         tracing::debug!(
             dependency = &*self.inner.dependency,
             reason = reason.as_str(),
@@ -428,6 +433,13 @@ impl BulkheadBuilder {
                 max_concurrent: self.max_concurrent,
                 max_queue: self.max_queue,
                 max_wait: self.max_wait,
+                rejected: FullReason::NAMES.map(|r| {
+                    telemetry::CounterKey::new(
+                        telemetry::BULKHEAD_REJECTED_TOTAL,
+                        &self.dependency,
+                        Some(r),
+                    )
+                }),
                 dependency: self.dependency,
                 in_use: AtomicU32::new(0),
                 queued: AtomicU32::new(0),

@@ -48,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{check, ConfigError};
+use crate::telemetry::{CounterKey, THROTTLE_REJECTED_TOTAL};
 use crate::window::{Epochs, Series};
 use crate::{Clock, RandomSource};
 
@@ -66,7 +67,9 @@ struct Inner {
     requests: Series,
     accepts: Series,
     random: RandomSource,
-    dependency: Arc<str>,
+    /// `throttle_rejected_total`, labelled once: rejections are the hot
+    /// path under overload.
+    rejected: CounterKey,
 }
 
 /// The request was refused locally by the throttle.
@@ -157,7 +160,7 @@ impl AdaptiveThrottle {
         let p = probability(t.k, t.requests.sum(e), t.accepts.sum(e));
         t.requests.bump(e);
         if p > 0.0 && t.random.f64() < p {
-            crate::telemetry::incr(crate::telemetry::THROTTLE_REJECTED_TOTAL, &t.dependency);
+            t.rejected.incr();
             return Err(Throttled { probability: p });
         }
         Ok(ThrottlePermit {
@@ -241,7 +244,7 @@ impl AdaptiveThrottleBuilder {
                 accepts: Series::new(&epochs),
                 epochs,
                 random: self.random,
-                dependency: self.dependency,
+                rejected: CounterKey::new(THROTTLE_REJECTED_TOTAL, &self.dependency, None),
             }),
         })
     }

@@ -139,6 +139,9 @@ struct Inner {
     consecutive: AtomicU64,
     window: Window,
     lock: Mutex<Guarded>,
+    /// `circuit_breaker_rejected_total`, labelled once: rejections are hot
+    /// while the breaker is open.
+    rejected: telemetry::CounterKey,
 }
 
 /// What only transitions touch.
@@ -388,8 +391,14 @@ impl CircuitBreaker {
     pub(crate) fn from_config(cfg: Config) -> Self {
         let origin = cfg.clock.now();
         let window = Window::new(cfg.window, origin);
+        let rejected = telemetry::CounterKey::new(
+            telemetry::CIRCUIT_BREAKER_REJECTED_TOTAL,
+            &cfg.dependency,
+            None,
+        );
         CircuitBreaker {
             inner: Arc::new(Inner {
+                rejected,
                 cfg,
                 origin,
                 state: AtomicU64::new(0),
@@ -636,10 +645,7 @@ impl Inner {
 
     #[cold]
     fn reject(&self, state: State, retry_in: Option<Duration>) -> BreakerOpen {
-        telemetry::incr(
-            telemetry::CIRCUIT_BREAKER_REJECTED_TOTAL,
-            &self.cfg.dependency,
-        );
+        self.rejected.incr();
         BreakerOpen { state, retry_in }
     }
 
