@@ -35,10 +35,6 @@ pub(crate) type Customize =
 pub struct Host {
     authority: Arc<str>,
     policy: RetryPolicy,
-    /// The same policy with one attempt: for requests that may not be
-    /// retried. Shares the budget (and breaker), so their outcomes still
-    /// count.
-    once: RetryPolicy,
     /// Nanoseconds since the registry's origin.
     last_used: AtomicU64,
 }
@@ -67,14 +63,6 @@ impl Host {
     /// The host's circuit breaker, if one is configured.
     pub fn breaker(&self) -> Option<&CircuitBreaker> {
         self.policy.breaker()
-    }
-
-    pub(crate) fn policy_for(&self, retryable: bool) -> &RetryPolicy {
-        if retryable {
-            &self.policy
-        } else {
-            &self.once
-        }
     }
 }
 
@@ -139,10 +127,8 @@ impl Registry {
         for c in &self.customize {
             b = c(&authority, b)?;
         }
-        let once = b.clone().max_attempts(1).build()?;
         Ok(Host {
             policy: b.build()?,
-            once,
             authority,
             last_used: AtomicU64::new(self.now_nanos()),
         })

@@ -409,9 +409,12 @@ impl Inner {
             .get(req.url(), started)
             .map_err(reqwest_middleware::Error::middleware)?;
         let not_retried = self.prepare(&mut req);
-        let policy = host.policy_for(not_retried.is_none());
+        let policy = host.policy();
         let clock = policy.clock();
         let mut state = policy.start();
+        if not_retried.is_some() {
+            state.forbid_retries();
+        }
         let mut original = Some(req);
         let mut last: Option<Failure<reqwest_middleware::Error>> = None;
         loop {
@@ -429,7 +432,7 @@ impl Inner {
             let number = attempt.number();
             // The last possible attempt sends the original; earlier ones a
             // copy (cheap: the body is shared `Bytes`).
-            let request = if number >= policy.max_attempts() {
+            let request = if number >= policy.max_attempts() || state.retries_forbidden() {
                 original.take()
             } else {
                 original.as_ref().and_then(Request::try_clone)

@@ -296,6 +296,8 @@ async fn post_without_a_key_is_never_retried() {
         report.not_retried(),
         Some(NotRetried::MissingIdempotencyKey { .. })
     ));
+    // The host's one policy, with retries forbidden for this request.
+    assert_eq!((report.stop(), report.attempts()), (Stop::NotRetryable, 1));
     let res = c
         .patch(server.url("/orders/1"))
         .body("{}")

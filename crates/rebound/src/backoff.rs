@@ -123,6 +123,10 @@ pub struct Backoff {
     schedule: Schedule,
     max_delay: Duration,
     jitter: Jitter,
+    /// The schedule's base and the cap in whole nanoseconds, kept so that
+    /// the common exponential step is one shift and one compare.
+    base_nanos: u64,
+    cap_nanos: u64,
 }
 
 /// Default cap on a single delay (the AWS SDKs' standard mode uses 20 s).
@@ -141,6 +145,8 @@ impl Backoff {
             schedule: Schedule::Exponential { base, factor: 2.0 },
             max_delay: DEFAULT_MAX_DELAY,
             jitter: Jitter::Full,
+            base_nanos: nanos_u64(base),
+            cap_nanos: nanos_u64(DEFAULT_MAX_DELAY),
         }
     }
 
@@ -150,6 +156,8 @@ impl Backoff {
             schedule: Schedule::Linear { base, step },
             max_delay: DEFAULT_MAX_DELAY,
             jitter: Jitter::Full,
+            base_nanos: nanos_u64(base),
+            cap_nanos: nanos_u64(DEFAULT_MAX_DELAY),
         }
     }
 
@@ -160,6 +168,8 @@ impl Backoff {
             schedule: Schedule::Constant { delay },
             max_delay: DEFAULT_MAX_DELAY,
             jitter: Jitter::None,
+            base_nanos: nanos_u64(delay),
+            cap_nanos: nanos_u64(DEFAULT_MAX_DELAY),
         }
     }
 
@@ -176,6 +186,7 @@ impl Backoff {
     /// exceeded after it. Default 20 s.
     pub const fn with_max_delay(mut self, max_delay: Duration) -> Self {
         self.max_delay = max_delay;
+        self.cap_nanos = nanos_u64(max_delay);
         self
     }
 
@@ -243,12 +254,12 @@ impl Backoff {
                 .map_or(cap, |d| d.min(cap)),
             Schedule::Exponential { base, factor } => {
                 if factor == 2.0 {
-                    // The common case, exactly and without floating point.
-                    let b = nanos_u64(base);
-                    return if n < 64 && b <= u64::MAX >> n {
-                        Duration::from_nanos(b << n).min(cap)
-                    } else {
-                        cap
+                    // The common case, exactly and without floating point:
+                    // `b << n ≤ cap` exactly when `b ≤ cap >> n`.
+                    let b = self.base_nanos;
+                    return match self.cap_nanos.checked_shr(n) {
+                        Some(c) if b <= c => Duration::from_nanos(b << n),
+                        _ => cap,
                     };
                 }
                 let nanos = nanos_f64(base) * factor.powi(n.min(i32::MAX as u32) as i32);
@@ -323,7 +334,7 @@ fn nanos_f64(d: Duration) -> f64 {
 
 /// A duration in whole nanoseconds, saturating at `u64::MAX` (584 years).
 #[inline]
-fn nanos_u64(d: Duration) -> u64 {
+const fn nanos_u64(d: Duration) -> u64 {
     d.as_secs()
         .saturating_mul(1_000_000_000)
         .saturating_add(d.subsec_nanos() as u64)
@@ -386,6 +397,21 @@ impl Iterator for Delays {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn doubling_fast_path_is_exact() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..100_000 {
+            let (s1, s2) = (rng.u32(0..64), rng.u32(0..64));
+            let base = rng.u64(1..=u64::MAX >> s1);
+            let cap = base.saturating_add(rng.u64(0..=u64::MAX >> s2));
+            let n = rng.u32(0..80);
+            let b = Backoff::exponential(Duration::from_nanos(base))
+                .with_max_delay(Duration::from_nanos(cap));
+            let exact = (u128::from(base) << n.min(100)).min(u128::from(cap));
+            assert_eq!(b.capped(n).as_nanos(), exact, "base {base} cap {cap} n {n}");
+        }
+    }
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);

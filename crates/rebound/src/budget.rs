@@ -15,7 +15,8 @@
 //!   can still retry (Google SRE's 10 %, Finagle's `RetryBudget`, Envoy's
 //!   `budget_percent`). A *request* is a first attempt; a retry withdraws
 //!   one. Fractional ratios are exact: the check is
-//!   `retries + 1 ≤ ratio × requests + floor` on whole counts. The
+//!   `retries + 1 ≤ ratio × requests + floor` on whole counts, with the
+//!   ratio and floor kept to 15 decimal places (so `0.3 × 10` is 3). The
 //!   guarantee: whenever a retry is granted, the retries in the window that
 //!   ends then (this one included) are at most `ratio × requests + floor`
 //!   for the requests in that same window.
@@ -51,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{check, ConfigError};
-use crate::window::{Epochs, Series};
+use crate::window::{Epochs, Series, Tick};
 use crate::Clock;
 
 /// A shared cap on retries. See the [module docs](self).
@@ -256,10 +257,13 @@ impl RatioBudgetBuilder {
         check::ratio(C, "ratio", self.ratio)?;
         check::non_negative_f64(C, "min_retries_per_second", self.min_per_second)?;
         let epochs = Epochs::checked(C, self.clock, self.window, self.buckets)?;
+        let floor = self.min_per_second * self.window.as_secs_f64();
         Ok(RetryBudget {
             inner: Arc::new(Inner::Ratio(Ratio {
                 ratio: self.ratio,
-                floor: self.min_per_second * self.window.as_secs_f64(),
+                floor,
+                ratio_fixed: fixed(self.ratio) as u64,
+                floor_fixed: fixed(floor).min(1 << 126),
                 requests: Series::new(&epochs),
                 retries: Series::new(&epochs),
                 epochs,
@@ -268,9 +272,25 @@ impl RatioBudgetBuilder {
     }
 }
 
+/// The fixed-point unit of the ratio and the floor: both are kept to 15
+/// decimal places, so the ratios people write (0.1, 0.3, 0.25, 0.05) are
+/// exact — `0.3 × 10` allows 3 retries, though the `f64` 0.3 is a hair
+/// below 0.3 — and the check is integer arithmetic, cheaper than floating
+/// point.
+const FIXED_ONE: u64 = 1_000_000_000_000_000;
+
+/// `x × FIXED_ONE`, to the nearest integer, saturating.
+fn fixed(x: f64) -> u128 {
+    (x * FIXED_ONE as f64).round() as u128
+}
+
 struct Ratio {
     ratio: f64,
     floor: f64,
+    /// `ratio × FIXED_ONE` (≤ 10^15).
+    ratio_fixed: u64,
+    /// `floor × FIXED_ONE`, kept below 2^126 so the sum cannot overflow.
+    floor_fixed: u128,
     epochs: Epochs,
     requests: Series,
     retries: Series,
@@ -282,11 +302,10 @@ impl Ratio {
         self.requests.bump(self.epochs.now());
     }
 
-    fn window_counts(&self, epoch: u64) -> (u64, u64) {
+    fn window_counts(&self, epoch: Tick) -> (u64, u64) {
         (self.requests.sum(epoch), self.retries.sum(epoch))
     }
 
-    #[inline]
     fn allowed(&self, requests: u64) -> f64 {
         self.ratio * requests as f64 + self.floor
     }
@@ -295,7 +314,10 @@ impl Ratio {
     fn try_withdraw(&self) -> bool {
         let e = self.epochs.now();
         self.retries.bump_if(e, |retries| {
-            (retries + 1) as f64 <= self.allowed(self.requests.sum(e))
+            // `retries + 1 ≤ ratio × requests + floor`, in fixed point.
+            u128::from(retries + 1) * u128::from(FIXED_ONE)
+                <= u128::from(self.ratio_fixed) * u128::from(self.requests.sum(e))
+                    + self.floor_fixed
         })
     }
 }
@@ -402,6 +424,37 @@ mod tests {
         }
         let granted = (0..10).filter(|_| b.try_withdraw()).count();
         assert_eq!(granted, 2); // floor(0.25 * 10)
+    }
+
+    #[test]
+    fn fixed_point_check_is_exact_for_the_values_given() {
+        let m = ManualClock::new();
+        for (ratio, requests, granted) in [
+            (0.1, 20, 2),
+            (0.1, 19, 1),
+            (1.0, 7, 7),
+            (0.3, 10, 3),
+            (0.7, 10, 7),
+            (0.05, 100, 5),
+        ] {
+            let b = RetryBudget::ratio(ratio)
+                .min_retries_per_second(0.0)
+                .clock(m.clone().into())
+                .build()
+                .unwrap();
+            for _ in 0..requests {
+                b.record_request();
+            }
+            let n = (0..100).filter(|_| b.try_withdraw()).count();
+            assert_eq!(n, granted, "{ratio} × {requests}");
+        }
+        // A huge floor allows everything without overflowing.
+        let b = RetryBudget::ratio(1.0)
+            .min_retries_per_second(1e300)
+            .clock(m.into())
+            .build()
+            .unwrap();
+        assert!((0..1000).all(|_| b.try_withdraw()));
     }
 
     #[test]

@@ -214,6 +214,123 @@ impl fmt::Debug for ManualClock {
     }
 }
 
+/// Nanoseconds elapsed on a [`Clock`] since a stopwatch was made, read as
+/// cheaply as the clock allows: what sliding windows (ratio budgets, the
+/// adaptive throttle) slice into buckets.
+///
+/// Windows measure seconds in buckets of ~1 s, where a precise clock read
+/// (~25–30 ns through the vDSO on a VM) would cost more than the rest of a
+/// budget check. So on the system clock a stopwatch reads the operating
+/// system's *coarse* monotonic clock — `CLOCK_MONOTONIC_COARSE` on Linux and
+/// Android, ~5 ns, advancing once per kernel tick (1–4 ms) — and elsewhere
+/// [`Instant::now`]. On a manual clock, and on the system clock when the
+/// stopwatch is made inside a tokio runtime whose time is paused (a
+/// `#[tokio::test(start_paused = true)]`), it reads [`Clock::now`], so
+/// windows slide in virtual time.
+pub(crate) struct Stopwatch {
+    source: Source,
+}
+
+enum Source {
+    Coarse { origin: u64 },
+    Clock { clock: Clock, origin: Instant },
+}
+
+impl Stopwatch {
+    /// A stopwatch on `clock`, starting now.
+    pub(crate) fn new(clock: Clock) -> Self {
+        let source = if matches!(clock.kind, Kind::System) && !tokio_time_is_paused() {
+            Source::Coarse {
+                origin: coarse::nanos(),
+            }
+        } else {
+            Source::Clock {
+                origin: clock.now(),
+                clock,
+            }
+        };
+        Stopwatch { source }
+    }
+
+    /// Nanoseconds since the stopwatch was made (saturating at ~584 years).
+    #[inline]
+    pub(crate) fn nanos(&self) -> u64 {
+        match &self.source {
+            Source::Coarse { origin } => coarse::nanos().saturating_sub(*origin),
+            Source::Clock { clock, origin } => {
+                let since = clock.now().saturating_duration_since(*origin);
+                // A u128 conversion would cost more than the rest of a
+                // budget check.
+                since
+                    .as_secs()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(since.subsec_nanos()))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Stopwatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Source::Coarse { .. } => f.write_str("Stopwatch::Coarse"),
+            Source::Clock { clock, .. } => write!(f, "Stopwatch({clock:?})"),
+        }
+    }
+}
+
+/// Whether this thread is inside a tokio runtime whose clock is paused.
+///
+/// tokio offers no query for it; its paused clock, though, stands still
+/// between two reads unless the runtime parks, while the real one moves. The
+/// probe spins for at most a microsecond, once per window built.
+fn tokio_time_is_paused() -> bool {
+    #[cfg(feature = "tokio")]
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return false;
+        }
+        let virtual_start = tokio::time::Instant::now();
+        let real_start = Instant::now();
+        while real_start.elapsed() < Duration::from_micros(1) {
+            std::hint::spin_loop();
+        }
+        tokio::time::Instant::now() == virtual_start
+    }
+    #[cfg(not(feature = "tokio"))]
+    {
+        false
+    }
+}
+
+mod coarse {
+    /// The coarse monotonic clock in nanoseconds.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[inline]
+    pub(super) fn nanos() -> u64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        // Monotonic time (time since boot) is never negative, and would take
+        // 584 years to overflow.
+        (t.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(t.tv_nsec as u64)
+    }
+
+    /// No coarse clock here: the precise one, from a process-wide origin.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[inline]
+    pub(super) fn nanos() -> u64 {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let since = ORIGIN.get_or_init(Instant::now).elapsed();
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +357,46 @@ mod tests {
         let t0 = clock.now();
         clock.sleep(Duration::from_secs(60)).await;
         assert!(clock.now() - t0 >= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn stopwatch_on_a_manual_clock_reads_it() {
+        let (clock, m) = Clock::manual();
+        let w = Stopwatch::new(clock);
+        m.advance(Duration::from_millis(1500));
+        assert_eq!(w.nanos(), 1_500_000_000);
+    }
+
+    #[test]
+    fn stopwatch_on_the_system_clock_is_coarse_and_moves() {
+        let w = Stopwatch::new(Clock::system());
+        assert!(matches!(w.source, Source::Coarse { .. }), "{w:?}");
+        let first = w.nanos();
+        // The coarse clock moves once per kernel tick (at most 10 ms apart
+        // on any Linux configuration); spin until it has.
+        let start = Instant::now();
+        while w.nanos() == first {
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "coarse clock stuck"
+            );
+            std::hint::spin_loop();
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test(start_paused = true)]
+    async fn stopwatch_follows_tokio_paused_time() {
+        let w = Stopwatch::new(Clock::system());
+        assert!(matches!(w.source, Source::Clock { .. }), "{w:?}");
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert!(w.nanos() >= 7_000_000_000);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn stopwatch_in_a_running_runtime_is_coarse() {
+        let w = Stopwatch::new(Clock::system());
+        assert!(matches!(w.source, Source::Coarse { .. }), "{w:?}");
     }
 }

@@ -449,3 +449,39 @@ fn an_adaptive_throttle_sheds_attempts_to_an_overloaded_dependency() {
         assert!(throttle.rejection_probability() > 0.9);
     }
 }
+
+#[test]
+fn forbidden_retries_stop_a_transient_failure_and_still_record_it() {
+    // Driven by hand, as the HTTP middleware does for a POST without an
+    // idempotency key under the host's shared policy.
+    let (clock, _) = Clock::manual();
+    let budget = RetryBudget::token_bucket(10.0, 1.0).unwrap();
+    let p = policy(&clock).budget(budget.clone()).build().unwrap();
+    let mut state = p.start();
+    state.forbid_retries();
+    assert!(state.retries_forbidden());
+    let attempt = state.begin_attempt(&p).unwrap();
+    let next = state.on_outcome(
+        &p,
+        attempt,
+        Outcome::<(), _>::Err(&"reset"),
+        Decision::Retry,
+    );
+    assert_eq!(next, rebound::Next::Stop(Stop::NotRetryable));
+    assert_eq!(state.attempts(), 1);
+    // The failure still cost the budget a token, as any failed attempt does.
+    assert_eq!(
+        budget.snapshot(),
+        rebound::BudgetSnapshot::TokenBucket {
+            tokens: 9.0,
+            max_tokens: 10.0
+        }
+    );
+    // A success or a permanent failure is reported as usual.
+    let mut state = p.start();
+    state.forbid_retries();
+    let attempt = state.begin_attempt(&p).unwrap();
+    let next = state.on_outcome(&p, attempt, Outcome::<_, ()>::Ok(&1), Decision::DoNotRetry);
+    assert_eq!(next, rebound::Next::Stop(Stop::Succeeded));
+    assert_eq!(Stop::NotRetryable.as_str(), "not_retryable");
+}

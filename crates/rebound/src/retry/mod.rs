@@ -80,7 +80,7 @@ pub(crate) struct RetryMetrics {
     pub(crate) timeouts: CounterKey,
     pub(crate) budget_exhausted: CounterKey,
     /// `retry_exhausted_total{reason}`, indexed by [`Stop::index`].
-    pub(crate) exhausted: [CounterKey; 8],
+    pub(crate) exhausted: [CounterKey; Stop::NAMES.len()],
 }
 
 impl RetryMetrics {

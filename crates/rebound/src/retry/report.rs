@@ -33,11 +33,15 @@ pub enum Stop {
         /// The delay the server asked for, if it asked.
         retry_after: Option<Duration>,
     },
+    /// The failure was transient, but the caller had forbidden retrying
+    /// this call ([`RetryState::forbid_retries`](crate::RetryState::forbid_retries)):
+    /// e.g. a non-idempotent request without an idempotency key.
+    NotRetryable,
 }
 
 impl Stop {
     /// Every reason's [`as_str`](Self::as_str), in declaration order.
-    pub(crate) const NAMES: [&'static str; 8] = [
+    pub(crate) const NAMES: [&'static str; 9] = [
         "succeeded",
         "permanent",
         "attempts",
@@ -46,6 +50,7 @@ impl Stop {
         "breaker_open",
         "bulkhead_full",
         "throttled",
+        "not_retryable",
     ];
 
     /// The position of this reason in [`NAMES`](Self::NAMES).
@@ -59,6 +64,7 @@ impl Stop {
             Stop::BreakerOpen => 5,
             Stop::BulkheadFull => 6,
             Stop::Throttled { .. } => 7,
+            Stop::NotRetryable => 8,
         }
     }
 
@@ -68,7 +74,8 @@ impl Stop {
     }
 
     /// A short, stable name: `succeeded`, `permanent`, `attempts`,
-    /// `deadline`, `budget`, `breaker_open`, `bulkhead_full`, `throttled`.
+    /// `deadline`, `budget`, `breaker_open`, `bulkhead_full`, `throttled`,
+    /// `not_retryable`.
     /// Used as the `reason` label of metrics.
     pub fn as_str(&self) -> &'static str {
         Self::NAMES[self.index()]
@@ -100,6 +107,7 @@ impl fmt::Display for Stop {
                 "throttled (the server asked to wait {d:?}, more than allowed)"
             ),
             Stop::Throttled { retry_after: None } => f.write_str("throttled"),
+            Stop::NotRetryable => f.write_str("transient failure, but retries were forbidden"),
         }
     }
 }

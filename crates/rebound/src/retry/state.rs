@@ -57,6 +57,7 @@ pub struct RetryState {
     attempts: u32,
     backoff: BackoffState,
     rng: Option<fastrand::Rng>,
+    retries_forbidden: bool,
 }
 
 /// A started attempt: hand it back to [`RetryState::on_outcome`].
@@ -106,7 +107,38 @@ impl RetryState {
             attempts: 0,
             backoff: BackoffState::new(),
             rng: None,
+            retries_forbidden: false,
         }
+    }
+
+    /// Forbids retrying this call: a transient failure then stops it with
+    /// [`Stop::NotRetryable`] instead of retrying. Everything else is as
+    /// usual — the first attempt is admitted, timed and recorded (breaker,
+    /// budget, throttle) like any other.
+    ///
+    /// For a call the caller knows must not be sent twice, such as a `POST`
+    /// without an idempotency key, under a policy shared with calls that
+    /// may be retried.
+    ///
+    /// ```
+    /// use rebound::{Decision, Next, Outcome, RetryPolicy, Stop};
+    ///
+    /// let policy = RetryPolicy::builder().build().unwrap();
+    /// let mut state = policy.start();
+    /// state.forbid_retries();
+    /// let attempt = state.begin_attempt(&policy).unwrap();
+    /// let reset: Outcome<'_, (), &str> = Outcome::Err(&"connection reset");
+    /// let next = state.on_outcome(&policy, attempt, reset, Decision::Retry);
+    /// assert_eq!(next, Next::Stop(Stop::NotRetryable));
+    /// ```
+    pub fn forbid_retries(&mut self) {
+        self.retries_forbidden = true;
+    }
+
+    /// Whether [`forbid_retries`](Self::forbid_retries) was called: the
+    /// attempt in flight is the last.
+    pub fn retries_forbidden(&self) -> bool {
+        self.retries_forbidden
     }
 
     /// Attempts started so far.
@@ -271,6 +303,16 @@ impl RetryState {
         };
         if let Some(b) = &policy.budget {
             b.record_failure();
+        }
+        if self.retries_forbidden {
+            // The caller's decision, not the policy giving up: like a
+            // permanent failure, not counted as exhausted.
+            tracing::debug!(
+                dependency = &**dep,
+                attempt = attempt.number,
+                "transient failure, retries forbidden for this call"
+            );
+            return Next::Stop(Stop::NotRetryable);
         }
         let give_up = |stop: Stop| {
             policy.metrics.exhausted[stop.index()].incr();
