@@ -244,8 +244,9 @@ impl RatioBudgetBuilder {
         self
     }
 
-    /// The clock the window slides on. Default: the system clock. Use the
-    /// same clock as the policies that share this budget.
+    /// The clock the window slides on. Default: the system clock (read
+    /// coarsely, as [every sliding window](crate::clock) is). Use the same
+    /// clock as the policies that share this budget.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self

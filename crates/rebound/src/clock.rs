@@ -13,6 +13,18 @@
 //!   manual clock advances it instead of waiting, so executors driven by one
 //!   finish instantly and deterministically.
 //!
+//! **Sliding windows read a coarse clock.** Ratio budgets, the adaptive
+//! throttle and time-based breaker windows count events in slices of about
+//! a second, and consult the time on every call; on the system clock they
+//! read the operating system's coarse monotonic clock
+//! (`CLOCK_MONOTONIC_COARSE` on Linux and Android: a few nanoseconds a read
+//! against ~25 ns for a precise one, with the resolution of a kernel tick,
+//! 1–4 ms; elsewhere the precise clock). A window built inside a tokio
+//! runtime whose time is paused reads tokio's time instead, so
+//! `#[tokio::test(start_paused = true)]` tests see windows slide as they
+//! advance time; one built before pausing keeps the real clock. Windows on
+//! a manual clock read it exactly.
+//!
 //! ```
 //! use std::time::Duration;
 //! use rebound::{Clock, ManualClock};

@@ -55,6 +55,18 @@ pub(crate) struct Tick {
 }
 
 impl Tick {
+    /// The epoch: slices of time since the window started.
+    #[inline]
+    pub(crate) fn epoch(self) -> u64 {
+        self.epoch
+    }
+
+    /// The slot this epoch counts in: `epoch % buckets`.
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        self.index
+    }
+
     /// The tick of `epoch` in a window of `buckets` slots.
     #[cfg(test)]
     pub(crate) fn at(epoch: u64, buckets: u64) -> Self {

@@ -390,7 +390,7 @@ impl CircuitBreaker {
 
     pub(crate) fn from_config(cfg: Config) -> Self {
         let origin = cfg.clock.now();
-        let window = Window::new(cfg.window, origin);
+        let window = Window::new(cfg.window, &cfg.clock);
         let rejected = telemetry::CounterKey::new(
             telemetry::CIRCUIT_BREAKER_REJECTED_TOTAL,
             &cfg.dependency,
@@ -503,7 +503,7 @@ impl CircuitBreaker {
         let w = Word::unpack(inner.state.load(Ordering::Acquire));
         let now = inner.cfg.clock.now();
         let t = if w.kind == CLOSED {
-            inner.window.tally(w.gen, now)
+            inner.window.tally(w.gen)
         } else {
             window::Tally::default()
         };
@@ -826,8 +826,7 @@ impl Inner {
             }
         }
         let want = failure || slow;
-        let now = (self.window.needs_time() || want).then(|| cfg.clock.now());
-        if let Some(t) = self.window.record(gen, failure, slow, now, want) {
+        if let Some(t) = self.window.record(gen, failure, slow, want) {
             if cause.is_none() && t.calls >= u64::from(cfg.min_calls) {
                 let calls = t.calls as f64;
                 if t.failures > 0 && t.failures as f64 >= cfg.failure_ratio * calls {
@@ -841,7 +840,7 @@ impl Inner {
             }
         }
         if let Some(cause) = cause {
-            self.trip(gen, CLOSED, cause, now.unwrap_or_else(|| cfg.clock.now()));
+            self.trip(gen, CLOSED, cause, cfg.clock.now());
         }
     }
 

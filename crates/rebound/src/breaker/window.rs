@@ -5,10 +5,12 @@
 //! lands in a slot the current generation reads as empty: stale outcomes are
 //! never counted against the new state.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::breaker::config::SlidingWindow;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::window::{Epochs, Tick};
+use crate::Clock;
 
 /// What a window holds at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,44 +26,31 @@ pub(crate) enum Window {
 }
 
 impl Window {
-    pub(crate) fn new(kind: SlidingWindow, origin: Instant) -> Self {
+    pub(crate) fn new(kind: SlidingWindow, clock: &Clock) -> Self {
         match kind {
             SlidingWindow::Count { size } => Window::Count(CountWindow::new(size)),
             SlidingWindow::Time { duration, buckets } => {
-                Window::Time(TimeWindow::new(duration, buckets, origin))
+                Window::Time(TimeWindow::new(duration, buckets, clock))
             }
         }
-    }
-
-    /// Whether recording needs the time.
-    #[inline]
-    pub(crate) fn needs_time(&self) -> bool {
-        matches!(self, Window::Time(_))
     }
 
     /// Records one outcome of generation `gen`; returns the window's tally
     /// when `want` (the caller evaluates it), computed right after this
     /// record.
     #[inline]
-    pub(crate) fn record(
-        &self,
-        gen: u32,
-        failure: bool,
-        slow: bool,
-        now: Option<Instant>,
-        want: bool,
-    ) -> Option<Tally> {
+    pub(crate) fn record(&self, gen: u32, failure: bool, slow: bool, want: bool) -> Option<Tally> {
         match self {
             Window::Count(w) => w.record(gen, failure, slow, want),
-            Window::Time(w) => w.record(gen, failure, slow, now.unwrap_or(w.origin), want),
+            Window::Time(w) => w.record(gen, failure, slow, want),
         }
     }
 
-    /// The tally of generation `gen` at `now`.
-    pub(crate) fn tally(&self, gen: u32, now: Instant) -> Tally {
+    /// The tally of generation `gen` now.
+    pub(crate) fn tally(&self, gen: u32) -> Tally {
         match self {
             Window::Count(w) => w.tally(gen),
-            Window::Time(w) => w.tally(gen, w.epoch(now)),
+            Window::Time(w) => w.tally(gen, w.epochs.now()),
         }
     }
 
@@ -218,54 +207,25 @@ impl CountWindow {
 const COUNT_BITS: u32 = 24;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
-/// The calls of the last `duration`, in `buckets` slices.
+/// The calls of the last `duration`, in `buckets` slices of time read from
+/// the breaker's clock through a [`Stopwatch`](crate::clock::Stopwatch)
+/// (coarse on the system clock: a few ns a read).
 pub(crate) struct TimeWindow {
-    origin: Instant,
-    bucket_nanos: u64,
-    /// The epoch the last record fell in: a hint that spares most records a
-    /// 64-bit division (checked, so a stale hint only costs the division).
-    last_epoch: AtomicU64,
+    epochs: Epochs,
     calls: Box<[AtomicU64]>,
     failures: Box<[AtomicU64]>,
     slow: Box<[AtomicU64]>,
 }
 
 impl TimeWindow {
-    fn new(duration: Duration, buckets: u32, origin: Instant) -> Self {
-        let bucket_nanos = (duration.as_nanos() / u128::from(buckets)).max(1);
+    fn new(duration: Duration, buckets: u32, clock: &Clock) -> Self {
         let make = || (0..buckets).map(|_| AtomicU64::new(0)).collect();
         TimeWindow {
-            origin,
-            bucket_nanos: u64::try_from(bucket_nanos).unwrap_or(u64::MAX),
-            last_epoch: AtomicU64::new(0),
+            epochs: Epochs::new(clock.clone(), duration, buckets),
             calls: make(),
             failures: make(),
             slow: make(),
         }
-    }
-
-    /// The bucket index since `origin` that `now` falls in: `nanos /
-    /// bucket_nanos`, without dividing when `now` is in the hinted epoch.
-    #[inline]
-    fn epoch(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin);
-        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
-        let hint = self.last_epoch.load(Ordering::Relaxed);
-        // `hint * bucket_nanos` cannot overflow: `hint` was computed as
-        // `x / bucket_nanos` for some `x: u64`.
-        match nanos.checked_sub(hint * self.bucket_nanos) {
-            Some(into) if into < self.bucket_nanos => hint,
-            _ => self.new_epoch(nanos),
-        }
-    }
-
-    /// Out of line, so the hot path stays small enough to inline.
-    #[cold]
-    #[inline(never)]
-    fn new_epoch(&self, nanos: u64) -> u64 {
-        let e = nanos / self.bucket_nanos;
-        self.last_epoch.store(e, Ordering::Relaxed);
-        e
     }
 
     #[inline]
@@ -291,16 +251,9 @@ impl TimeWindow {
     }
 
     #[inline]
-    fn record(
-        &self,
-        gen: u32,
-        failure: bool,
-        slow: bool,
-        now: Instant,
-        want: bool,
-    ) -> Option<Tally> {
-        let e = self.epoch(now);
-        let i = (e % self.calls.len() as u64) as usize;
+    fn record(&self, gen: u32, failure: bool, slow: bool, want: bool) -> Option<Tally> {
+        let now = self.epochs.now();
+        let (e, i) = (now.epoch(), now.index());
         let tag = Self::tag(gen, e);
         Self::bump(&self.calls[i], tag);
         if failure {
@@ -309,10 +262,11 @@ impl TimeWindow {
         if slow {
             Self::bump(&self.slow[i], tag);
         }
-        want.then(|| self.tally(gen, e))
+        want.then(|| self.tally(gen, now))
     }
 
-    fn tally(&self, gen: u32, now_epoch: u64) -> Tally {
+    fn tally(&self, gen: u32, now: Tick) -> Tally {
+        let now_epoch = now.epoch();
         let n = self.calls.len() as u64;
         let mut t = Tally::default();
         for back in 0..n.min(now_epoch + 1) {
@@ -408,39 +362,25 @@ mod tests {
 
     #[test]
     fn time_window_slides() {
-        let origin = Instant::now();
-        let w = TimeWindow::new(Duration::from_secs(10), 10, origin);
-        let at = |s| origin + Duration::from_secs(s);
-        w.record(0, true, false, at(0), false);
-        w.record(0, false, false, at(5), false);
-        assert_eq!(w.tally(0, w.epoch(at(9))).calls, 2);
+        let (clock, time) = Clock::manual();
+        let w = TimeWindow::new(Duration::from_secs(10), 10, &clock);
+        let tally = |gen| w.tally(gen, w.epochs.now());
+        w.record(0, true, false, false);
+        time.advance(Duration::from_secs(5));
+        w.record(0, false, false, false);
+        time.advance(Duration::from_secs(4));
+        assert_eq!(tally(0).calls, 2);
+        assert_eq!(tally(1).calls, 0, "other generation");
+        time.advance(Duration::from_secs(1));
         assert_eq!(
-            w.tally(0, w.epoch(at(10))),
+            tally(0),
             Tally {
                 calls: 1,
                 failures: 0,
                 slow: 0
             }
         );
-        assert_eq!(w.tally(0, w.epoch(at(15))).calls, 0);
-        assert_eq!(w.tally(1, w.epoch(at(5))).calls, 0, "other generation");
-    }
-
-    #[test]
-    fn the_epoch_hint_never_changes_the_epoch() {
-        let origin = Instant::now();
-        let mut rng = fastrand::Rng::with_seed(7);
-        for bucket in [1u64, 3, 1_000, 999_983, 1_000_000_000] {
-            let w = TimeWindow::new(Duration::from_nanos(bucket * 4), 4, origin);
-            for _ in 0..2_000 {
-                let nanos = match rng.u8(..3) {
-                    0 => rng.u64(..bucket * 10),
-                    1 => rng.u64(..u64::MAX / 2),
-                    _ => w.last_epoch.load(Ordering::Relaxed) * bucket + rng.u64(..bucket * 2),
-                };
-                let now = origin + Duration::from_nanos(nanos);
-                assert_eq!(w.epoch(now), nanos / bucket, "bucket {bucket} at {nanos}");
-            }
-        }
+        time.advance(Duration::from_secs(5));
+        assert_eq!(tally(0).calls, 0);
     }
 }
