@@ -265,7 +265,7 @@ impl Stopwatch {
     }
 
     /// Nanoseconds since the stopwatch was made (saturating at ~584 years).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn nanos(&self) -> u64 {
         match &self.source {
             Source::Coarse { origin } => coarse::nanos().saturating_sub(*origin),

@@ -113,7 +113,7 @@ impl Epochs {
     /// The current epoch (nanoseconds since the start `/ bucket_nanos`) and
     /// its slot, without dividing while time stays in the last epoch
     /// computed.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn now(&self) -> Tick {
         let nanos = self.stopwatch.nanos();
         let hint = self.last.load(Ordering::Relaxed);
