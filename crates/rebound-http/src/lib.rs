@@ -78,6 +78,11 @@
 //!    `Idempotency-Key` header — which the middleware can generate (a UUID
 //!    sf-string, the same on every attempt) with
 //!    [`generate_idempotency_keys`](RetryMiddlewareBuilder::generate_idempotency_keys).
+//!    A request that may not be repeated runs under the host's policy like
+//!    any other (budget, breaker, timeouts) with retries forbidden: a
+//!    transient failure stops it with
+//!    [`Stop::NotRetryable`](rebound::Stop::NotRetryable), and the report's
+//!    `not_retried()` says why.
 //! 4. **Per host** ([`hosts`]): each authority gets its own policy, budget
 //!    (and breaker), created on first use, shared by clones of the client,
 //!    bounded in number and evicted when idle.
