@@ -12,11 +12,18 @@
 //!   the 95th percentile, about one call in twenty is hedged.
 //! * **How many.** At most `max_attempts` attempts run for one call, the
 //!   first included (default 2: one hedge).
-//! * **Who wins.** The first *acceptable* result: a value the classifier
-//!   accepts, or a permanent error. The other attempts are cancelled
-//!   (dropped — nothing is spawned, so nothing leaks). A transient failure
-//!   does not win while other attempts are still running; it starts the next
-//!   hedge at once, if the cap and budget allow.
+//! * **Who wins.** The first *acceptable* result: a value the
+//!   [classifier](crate::Classifier) would not retry (by default every
+//!   value; bind one with [`HedgePolicy::classify`] to turn away, say, an
+//!   HTTP 503). A result it
+//!   would retry — an error, a timeout, a bad value — is *not acceptable*:
+//!   it does not end the call while other attempts are running or may
+//!   still start, and it starts the next hedge at once if the cap and
+//!   budget allow. A permanent error (`DoNotRetry` on an error) is final
+//!   and ends the call at once. The other attempts are cancelled (dropped —
+//!   nothing is spawned, so nothing leaks). When every attempt ended
+//!   unacceptable, the **last** one to end is returned, as the retry
+//!   executor returns its last attempt.
 //! * **Budget.** Every hedge withdraws from the same [`RetryBudget`] the
 //!   retries use, so hedging cannot double the load on a dependency that is
 //!   already struggling: when the budget is exhausted, calls stop hedging.
@@ -59,7 +66,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
+use std::future::Future;
+
 use crate::budget::RetryBudget;
+#[cfg(feature = "tokio")]
+use crate::classify::{Classifier, Decision, Outcome, RetryErrors};
 use crate::error::{check, ConfigError};
 use crate::Clock;
 
@@ -221,19 +233,21 @@ impl HedgePolicy {
 
     /// Runs `op` with hedging on tokio; returns the first acceptable result.
     ///
-    /// The first value wins. Every error is treated as transient (it starts
-    /// the next hedge at once, if allowed); see [`run_with`](Self::run_with)
-    /// to say which errors are permanent. When every attempt failed, the
-    /// error carries the last failure, the number of attempts and why no
-    /// more were made ([`Stop::AttemptsExhausted`](crate::Stop) or
-    /// [`Stop::BudgetExhausted`](crate::Stop)).
+    /// Every value is acceptable and every error transient: an error starts
+    /// the next hedge at once (if the cap and budget allow) while the other
+    /// attempts go on. When every attempt failed, the error carries the
+    /// **last** failure, the number of attempts and why no more were made
+    /// ([`Stop::AttemptsExhausted`](crate::Stop) or
+    /// [`Stop::BudgetExhausted`](crate::Stop)). To reject values (an HTTP
+    /// 503) or end on permanent errors, bind a classifier with
+    /// [`classify`](Self::classify).
     #[cfg(feature = "tokio")]
     pub async fn run<T, E, F, Fut>(&self, op: Idempotent<F>) -> Result<T, crate::RetryError<E>>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>>,
     {
-        self.run_with(op, |_: &E| false).await
+        self.classify(RetryErrors).run(op).await
     }
 
     /// Like [`run`](Self::run); an error for which `permanent(&e)` is true
@@ -242,120 +256,300 @@ impl HedgePolicy {
     #[cfg(feature = "tokio")]
     pub async fn run_with<T, E, F, Fut, P>(
         &self,
-        Idempotent(mut op): Idempotent<F>,
+        op: Idempotent<F>,
         permanent: P,
     ) -> Result<T, crate::RetryError<E>>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>>,
         P: Fn(&E) -> bool,
     {
-        use std::future::Future;
-        use std::pin::Pin;
-        use std::task::Poll;
-
-        use crate::retry::{Failure, Stop};
-
-        self.record_request();
-        let clock = &self.clock;
-        // The first attempt lives inline; hedges are boxed, so a call that
-        // never hedges allocates nothing.
-        let mut first = std::pin::pin!(Some(op()));
-        let first_started = clock.now();
-        let mut hedges: Vec<(Pin<Box<Fut>>, std::time::Instant)> = Vec::new();
-        let mut started = 1u32;
-        let mut last: Option<E> = None;
-        let mut timer = std::pin::pin!(tokio::time::sleep(self.current_delay()));
-        let mut timer_armed = self.max_attempts > 1;
-        std::future::poll_fn(|cx| loop {
-            let mut progressed = false;
-            let mut failed_now = false;
-            // The first attempt.
-            if let Some(fut) = first.as_mut().as_pin_mut() {
-                if let Poll::Ready(r) = fut.poll(cx) {
-                    first.set(None);
-                    progressed = true;
-                    match r {
-                        Ok(v) => {
-                            self.record_latency(clock.now() - first_started);
-                            return Poll::Ready(Ok(v));
-                        }
-                        Err(e) if permanent(&e) => {
-                            return Poll::Ready(Err(crate::RetryError {
-                                stop: Stop::Permanent,
-                                attempts: started,
-                                last: Some(Failure::Error(e)),
-                            }))
-                        }
-                        Err(e) => {
-                            failed_now = true;
-                            last = Some(e);
-                        }
-                    }
-                }
-            }
-            // The hedges.
-            let mut i = 0;
-            while i < hedges.len() {
-                if let Poll::Ready(r) = hedges[i].0.as_mut().poll(cx) {
-                    let (_, at) = hedges.swap_remove(i);
-                    progressed = true;
-                    match r {
-                        Ok(v) => {
-                            self.record_latency(clock.now() - at);
-                            return Poll::Ready(Ok(v));
-                        }
-                        Err(e) if permanent(&e) => {
-                            return Poll::Ready(Err(crate::RetryError {
-                                stop: Stop::Permanent,
-                                attempts: started,
-                                last: Some(Failure::Error(e)),
-                            }))
-                        }
-                        Err(e) => {
-                            failed_now = true;
-                            last = Some(e);
-                        }
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            // A transient failure frees a slot: hedge again at once;
-            // otherwise when the timer fires.
-            let due = (failed_now && started < self.max_attempts)
-                || (timer_armed && timer.as_mut().poll(cx).is_ready());
-            if due {
-                if self.try_hedge(started) {
-                    started += 1;
-                    let now = clock.now();
-                    hedges.push((Box::pin(op()), now));
-                    timer
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + self.current_delay());
-                    timer_armed = started < self.max_attempts;
-                    continue;
-                }
-                timer_armed = false;
-            }
-            if first.is_none() && hedges.is_empty() {
-                let stop = if started >= self.max_attempts {
-                    Stop::AttemptsExhausted
-                } else {
-                    Stop::BudgetExhausted
-                };
-                return Poll::Ready(Err(crate::RetryError {
-                    stop,
-                    attempts: started,
-                    last: last.take().map(Failure::Error),
-                }));
-            }
-            if !progressed {
-                return Poll::Pending;
-            }
-        })
-        .await
+        self.classify(PermanentIf(permanent)).run(op).await
     }
+
+    /// Binds a [`Classifier`]: it says which results are acceptable.
+    ///
+    /// A value it does not retry ([`Decision::DoNotRetry`]) wins; a value it
+    /// would retry (a 503) is not acceptable. An error it does not retry is
+    /// permanent and ends the call at once; a transient one is not
+    /// acceptable. See [`Classified::run`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rebound::hedge::{HedgePolicy, Idempotent};
+    /// use rebound::{Decision, Outcome};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hedge = HedgePolicy::builder().fixed_delay(Duration::from_millis(50)).build()?;
+    /// // A 503 is an answer, but not an acceptable one.
+    /// let status_ok = |o: Outcome<'_, u16, std::io::Error>| match o {
+    ///     Outcome::Ok(&503) | Outcome::Err(_) | Outcome::Timeout(_) => Decision::Retry,
+    ///     Outcome::Ok(_) => Decision::DoNotRetry,
+    /// };
+    /// let mut calls = 0;
+    /// let status = hedge
+    ///     .classify(status_ok)
+    ///     .run(Idempotent(|| {
+    ///         calls += 1;
+    ///         let first = calls == 1;
+    ///         async move {
+    ///             if first {
+    ///                 Ok(503) // fast, and useless: the hedge starts at once
+    ///             } else {
+    ///                 tokio::time::sleep(Duration::from_millis(20)).await;
+    ///                 Ok(200)
+    ///             }
+    ///         }
+    ///     }))
+    ///     .await?;
+    /// assert_eq!((status, calls), (200, 2));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn classify<C>(&self, classifier: C) -> Classified<'_, C> {
+        Classified {
+            policy: self,
+            classifier,
+        }
+    }
+}
+
+/// A [`HedgePolicy`] bound to a [`Classifier`]; from
+/// [`HedgePolicy::classify`].
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone)]
+pub struct Classified<'p, C> {
+    policy: &'p HedgePolicy,
+    classifier: C,
+}
+
+#[cfg(feature = "tokio")]
+impl<C> Classified<'_, C> {
+    /// Runs `op` with hedging on tokio; returns the first acceptable result.
+    ///
+    /// * An **acceptable value** wins at once; the other attempts are
+    ///   cancelled.
+    /// * A **permanent error** ([`Decision::DoNotRetry`] on an error) ends
+    ///   the call at once with [`Stop::Permanent`](crate::Stop::Permanent);
+    ///   the others are cancelled.
+    /// * A result the classifier would **retry** (an error, or a value such
+    ///   as a 503) does not end the call while other attempts are in flight
+    ///   or may still start; it starts the next hedge at once, if the cap
+    ///   and budget allow. [`Decision::RetryAfter`] starts none at once
+    ///   (the server asked for time): the other attempts and the hedge
+    ///   timer go on.
+    /// * When every attempt ended unacceptable, the **last** one to end is
+    ///   returned, as the retry executor returns its last attempt: a value
+    ///   as `Ok`, an error as `Err` with why no more attempts were made
+    ///   ([`Stop::AttemptsExhausted`](crate::Stop::AttemptsExhausted),
+    ///   [`Stop::BudgetExhausted`](crate::Stop::BudgetExhausted), or
+    ///   [`Stop::Throttled`](crate::Stop::Throttled) with the delay the
+    ///   server asked for, when nothing else was in flight).
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        Idempotent(op): Idempotent<F>,
+    ) -> Result<T, crate::RetryError<E>>
+    where
+        C: Classifier<T, E>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let raced = race(self.policy, op, |r: &Result<T, E>| match r {
+            Ok(v) => Verdict::of(self.classifier.classify(Outcome::Ok(v)), true),
+            Err(e) => Verdict::of(self.classifier.classify(Outcome::Err(e)), false),
+        })
+        .await;
+        match raced.result {
+            Ok(v) => Ok(v),
+            Err(e) => Err(crate::RetryError {
+                stop: raced.stop,
+                attempts: raced.started,
+                last: Some(crate::retry::Failure::Error(e)),
+            }),
+        }
+    }
+}
+
+/// The classifier of [`HedgePolicy::run_with`]: values win, errors are
+/// permanent when the predicate says so.
+#[cfg(feature = "tokio")]
+struct PermanentIf<P>(P);
+
+#[cfg(feature = "tokio")]
+impl<T, E, P: Fn(&E) -> bool> Classifier<T, E> for PermanentIf<P> {
+    fn classify(&self, outcome: Outcome<'_, T, E>) -> Decision {
+        match outcome {
+            Outcome::Ok(_) => Decision::DoNotRetry,
+            Outcome::Err(e) if (self.0)(e) => Decision::DoNotRetry,
+            Outcome::Err(_) | Outcome::Timeout(_) => Decision::Retry,
+        }
+    }
+}
+
+/// How one attempt's result bears on a hedged call.
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// An acceptable value: it wins, the others are cancelled.
+    Accept,
+    /// A permanent failure: it ends the call at once.
+    Final,
+    /// Not acceptable, and it frees a slot: start the next hedge at once.
+    Retry,
+    /// Not acceptable, and no hedge starts at once: the server asked for
+    /// this long, or a rebound layer below refused (`None`).
+    Wait(Option<Duration>),
+}
+
+#[cfg(feature = "tokio")]
+impl Verdict {
+    /// The verdict on a value (`is_value`) or a failure, from the
+    /// classifier's decision.
+    #[inline]
+    pub(crate) fn of(decision: Decision, is_value: bool) -> Verdict {
+        match decision {
+            Decision::DoNotRetry if is_value => Verdict::Accept,
+            Decision::DoNotRetry => Verdict::Final,
+            Decision::Retry => Verdict::Retry,
+            Decision::RetryAfter(d) => Verdict::Wait(Some(d)),
+        }
+    }
+}
+
+/// What a race ended with.
+#[cfg(feature = "tokio")]
+pub(crate) struct Raced<R> {
+    /// The winner, the permanent failure, or the last unacceptable result.
+    pub(crate) result: R,
+    /// Attempts started, the first included.
+    pub(crate) started: u32,
+    /// Why it ended: `Succeeded`, `Permanent`, or why no more attempts
+    /// were made.
+    pub(crate) stop: crate::Stop,
+}
+
+/// The hedging driver shared by the closure API and the pipeline's hedge
+/// stage: starts `launch()` now, again after each hedge delay (or at once
+/// after a [`Verdict::Retry`]) up to the cap and budget, and ends on the
+/// first [`Verdict::Accept`] or [`Verdict::Final`], or when every attempt
+/// ended unacceptable and no more may start. Nothing is spawned: returning
+/// drops (cancels) the attempts still running.
+#[cfg(feature = "tokio")]
+pub(crate) async fn race<R, F, Fut, J>(
+    policy: &HedgePolicy,
+    mut launch: F,
+    mut judge: J,
+) -> Raced<R>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = R>,
+    J: FnMut(&R) -> Verdict,
+{
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use crate::Stop;
+
+    policy.record_request();
+    let clock = &policy.clock;
+    let max = policy.max_attempts;
+    let adaptive = policy.is_adaptive();
+    // The first attempt lives inline; hedges are boxed, so a call that
+    // never hedges allocates nothing.
+    let mut first = std::pin::pin!(Some(launch()));
+    let first_at = adaptive.then(|| clock.now());
+    let mut hedges: Vec<(Pin<Box<Fut>>, Option<std::time::Instant>)> = Vec::new();
+    let mut started = 1u32;
+    let mut last: Option<(R, Verdict)> = None;
+    let mut budget_refused = false;
+    let mut timer = std::pin::pin!(tokio::time::sleep(policy.current_delay()));
+    let mut timer_armed = max > 1;
+    std::future::poll_fn(|cx| loop {
+        let mut relaunch = false;
+        // Polled in launch order, so of two attempts ending in the same
+        // pass the later-started one is "last".
+        let mut ended = None;
+        if let Some(fut) = first.as_mut().as_pin_mut() {
+            if let Poll::Ready(r) = fut.poll(cx) {
+                first.set(None);
+                ended = Some((r, first_at));
+            }
+        }
+        let mut i = 0;
+        loop {
+            if let Some((r, at)) = ended.take() {
+                match judge(&r) {
+                    Verdict::Accept => {
+                        if let Some(at) = at {
+                            policy.record_latency(clock.now().saturating_duration_since(at));
+                        }
+                        return Poll::Ready(Raced {
+                            result: r,
+                            started,
+                            stop: Stop::Succeeded,
+                        });
+                    }
+                    Verdict::Final => {
+                        return Poll::Ready(Raced {
+                            result: r,
+                            started,
+                            stop: Stop::Permanent,
+                        })
+                    }
+                    v => {
+                        relaunch |= v == Verdict::Retry;
+                        last = Some((r, v));
+                    }
+                }
+            }
+            let Some((fut, _)) = hedges.get_mut(i) else {
+                break;
+            };
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                let (_, at) = hedges.remove(i);
+                ended = Some((r, at));
+            } else {
+                i += 1;
+            }
+        }
+        let due =
+            (relaunch && started < max) || (timer_armed && timer.as_mut().poll(cx).is_ready());
+        if due {
+            if policy.try_hedge(started) {
+                started += 1;
+                let at = adaptive.then(|| clock.now());
+                hedges.push((Box::pin(launch()), at));
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + policy.current_delay());
+                timer_armed = started < max;
+                // Poll the new attempt (and the re-armed timer).
+                continue;
+            }
+            budget_refused |= started < max;
+            timer_armed = false;
+        }
+        if first.is_none() && hedges.is_empty() {
+            let (result, verdict) = last.take().expect("every attempt ended");
+            let stop = if started >= max {
+                Stop::AttemptsExhausted
+            } else if budget_refused {
+                Stop::BudgetExhausted
+            } else if let Verdict::Wait(retry_after) = verdict {
+                Stop::Throttled { retry_after }
+            } else {
+                Stop::AttemptsExhausted
+            };
+            return Poll::Ready(Raced {
+                result,
+                started,
+                stop,
+            });
+        }
+        return Poll::Pending;
+    })
+    .await
 }
 
 /// `hedge_attempts_total`: hedged attempts started (attempts after the

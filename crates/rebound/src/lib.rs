@@ -54,10 +54,10 @@
 //! | [`RetryState`] | the sans-IO state machine every executor drives |
 //! | [`Clock`], [`ManualClock`], [`RandomSource`] | injected time and randomness, for deterministic tests |
 //! | [`telemetry`] | metric names (the seeds' names, verbatim) |
-//! | [`hedge`] | hedged requests: a second attempt after a fixed or percentile delay, first answer wins, budgeted, idempotent operations only |
-//! | [`fallback`] | a degraded answer on failure, open breaker, exhausted budget or full bulkhead; a stale-on-error cache with a maximum age |
+//! | [`hedge`] | hedged requests: a second attempt after a fixed or percentile delay, the first *acceptable* answer wins (a classifier turns away a fast 503), budgeted, idempotent operations only |
+//! | [`fallback`] | a degraded answer on failure, open breaker, exhausted budget or full bulkhead; a stale-on-error cache with a maximum age, for closures and as a tower layer |
 //! | `coalesce` | request coalescing: concurrent identical calls share one execution (thundering herd) |
-//! | `pipeline` | strategies composed in a declared order, with a validated `standard()` preset, for closures and as a tower layer |
+//! | `pipeline` | strategies composed in a declared order (timeouts, retry, hedge, breaker, bulkhead, throttle), with a validated `standard()` preset, for closures and as a tower layer |
 //! | `tower` | tower layers for every policy (feature `tower`) |
 //! | `config` | TOML / JSON configuration of every policy, with human durations (feature `serde`) |
 //!

@@ -9,7 +9,7 @@
 //! means: the whole call, retries included, has 10 s; each attempt passes
 //! the breaker (so the breaker counts attempts, and an open breaker stops
 //! the retries at once) and has 2 s. The same pipeline runs closures
-//! ([`Pipeline::execute`]) and tower services ([`Pipeline::layer`], feature
+//! ([`Pipeline::execute`]) and tower services (`Pipeline::layer`, feature
 //! `tower`), driving the very policy objects you hand it — a breaker in a
 //! pipeline is the breaker you keep a handle to.
 //!
@@ -29,6 +29,9 @@
 //! | `retry` | two retry stages: retries multiply (3 × 3 = 9 attempts per call) |
 //! | `circuit_breaker` | a breaker outside the retry: it would see one outcome per call and could not stop the retries |
 //! | `stages` | more than 8 stages, or none |
+//! | `idempotent` | a hedge stage in a pipeline not declared [`idempotent`](PipelineBuilder::idempotent): hedging sends the same call twice at once |
+//! | `hedge` | two hedge stages (copies multiply), or a hedge outside (before) the retry (every copy would run its own retries) |
+//! | `hedge_delay` | the hedge delay (for an adaptive hedge, its initial delay) is not shorter than a timeout around or inside it: the first attempt is cut off before a hedge could start |
 //!
 //! ```
 //! use std::time::Duration;
@@ -67,21 +70,77 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Hedging is not a pipeline stage: it runs the operation several times
-//! *at once*, which the closure API's `FnMut` cannot; use
-//! [`HedgePolicy::run`](crate::hedge::HedgePolicy::run) inside the
-//! operation, or the hedge tower layer. Fallbacks sit around the pipeline:
+//! ## Hedging
+//!
+//! A [`hedge`](PipelineBuilder::hedge) stage runs the stages declared
+//! after it again, *at the same time*, when they are slow (after the hedge
+//! delay) or return a result the classifier would retry; the first
+//! acceptable result wins and the other copies are cancelled (see
+//! [`hedge`](crate::hedge) for the rules, and which result is returned when
+//! none is acceptable). Each copy passes the stages after the hedge, so a
+//! breaker there counts every copy and a timeout there cuts each one off;
+//! every copy draws on the hedge policy's retry budget. The recommended
+//! order is **total timeout → retry → hedge → circuit breaker → attempt
+//! timeout**. Sending a call twice is only safe for idempotent
+//! operations, so a pipeline with a hedge stage must say so with
+//! [`idempotent`](PipelineBuilder::idempotent); every call through it (and
+//! every request, through its tower layer) may then be hedged.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rebound::hedge::HedgePolicy;
+//! use rebound::pipeline::Pipeline;
+//! use rebound::{Backoff, CircuitBreaker, RetryPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ms = Duration::from_millis;
+//! let catalog = Pipeline::builder()
+//!     .dependency("catalog")
+//!     .idempotent() // reads: safe to send twice
+//!     .timeout(ms(2_000))
+//!     .retry(RetryPolicy::builder().max_attempts(2).backoff(Backoff::constant(ms(100))).build()?)
+//!     .hedge(HedgePolicy::builder().fixed_delay(ms(50)).build()?)
+//!     .circuit_breaker(CircuitBreaker::builder().build()?)
+//!     .timeout(ms(500))
+//!     .build()?;
+//!
+//! let mut calls = 0;
+//! let price = catalog
+//!     .execute(|| {
+//!         calls += 1;
+//!         let slow = calls == 1; // a replica having a bad day
+//!         async move {
+//!             tokio::time::sleep(ms(if slow { 400 } else { 10 })).await;
+//!             Ok::<_, std::io::Error>(if slow { "slow" } else { "hedged" })
+//!         }
+//!     })
+//!     .await?;
+//! assert_eq!((price, calls), ("hedged", 2));
+//!
+//! // Without the promise of idempotency, hedging is refused.
+//! let hedge = HedgePolicy::builder().fixed_delay(ms(50)).build()?;
+//! let err = Pipeline::builder().hedge(hedge.clone()).build().unwrap_err();
+//! assert_eq!(err.field(), "idempotent");
+//! // A hedge delay the attempt timeout always beats is refused too.
+//! let err = Pipeline::builder().idempotent().hedge(hedge).timeout(ms(50)).build().unwrap_err();
+//! assert_eq!(err.field(), "hedge_delay");
+//! # Ok(()) }
+//! ```
+//!
+//! Fallbacks sit around the pipeline:
 //! [`Fallback::call`](crate::fallback::Fallback::call) takes its result.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::breaker::{CallOutcome, SlidingWindow};
 use crate::classify::{Classifier, Decision, Outcome, RetryErrors};
 use crate::error::ConfigError;
+use crate::hedge::{HedgeDelay, HedgePolicy, Verdict};
 use crate::retry::{Failure, Next, Report, RetryError, Stop};
 use crate::telemetry;
 use crate::throttle::AdaptiveThrottle;
@@ -108,11 +167,17 @@ pub enum Stage {
     Bulkhead(Bulkhead),
     /// Ask an adaptive throttle before running everything inside.
     Throttle(AdaptiveThrottle),
+    /// Run everything inside again, *at the same time*, when it is slow or
+    /// returns a result the classifier would retry; the first acceptable
+    /// result wins and the other copies are cancelled (see
+    /// [`hedge`](crate::hedge)). Only in a pipeline declared
+    /// [`idempotent`](PipelineBuilder::idempotent).
+    Hedge(HedgePolicy),
 }
 
 impl Stage {
     /// A short name: `timeout`, `retry`, `circuit_breaker`, `bulkhead`,
-    /// `throttle`.
+    /// `throttle`, `hedge`.
     pub fn name(&self) -> &'static str {
         match self {
             Stage::Timeout(_) => "timeout",
@@ -120,6 +185,7 @@ impl Stage {
             Stage::CircuitBreaker(..) => "circuit_breaker",
             Stage::Bulkhead(_) => "bulkhead",
             Stage::Throttle(_) => "throttle",
+            Stage::Hedge(_) => "hedge",
         }
     }
 }
@@ -130,6 +196,7 @@ impl Stage {
 pub struct Pipeline {
     stages: Arc<[Stage]>,
     dependency: Arc<str>,
+    idempotent: bool,
 }
 
 impl Pipeline {
@@ -154,6 +221,12 @@ impl Pipeline {
         &self.stages
     }
 
+    /// Whether the pipeline was declared
+    /// [`idempotent`](PipelineBuilder::idempotent).
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
     /// Runs `op` through the pipeline, every error and timeout counting as
     /// transient. The error says why the pipeline stopped, how many times
     /// `op` ran, and carries the last failure.
@@ -167,7 +240,8 @@ impl Pipeline {
 
     /// Binds a classifier, used by every stage: the retry stage to decide
     /// what to retry, the breaker what counts as a failure, the throttle
-    /// what counts as the backend rejecting.
+    /// what counts as the backend rejecting, the hedge stage which results
+    /// are acceptable (and which errors are permanent).
     pub fn classify<C>(&self, classifier: C) -> Classified<'_, C> {
         Classified {
             pipeline: self,
@@ -194,7 +268,7 @@ pub struct Classified<'p, C> {
 
 impl<C> Classified<'_, C> {
     /// Runs `op` through the pipeline; see [`Pipeline::execute`].
-    pub async fn execute<T, E, F, Fut>(&self, mut op: F) -> Result<T, RetryError<E>>
+    pub async fn execute<T, E, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
     where
         C: Classifier<T, E>,
         F: FnMut() -> Fut,
@@ -206,7 +280,26 @@ impl<C> Classified<'_, C> {
             calls: &calls,
         };
         let p = self.pipeline;
-        run0(&p.stages, &p.dependency, &self.classifier, &mut op, ctx).await
+        let op = Op(Mutex::new(op));
+        run0(&p.stages, &p.dependency, &self.classifier, &op, ctx).await
+    }
+}
+
+/// The operation, shared by the attempts a hedge stage runs at the same
+/// time. The lock is held only while `op()` makes the attempt's future
+/// (which does not borrow the closure), never across an await, so it is
+/// never contended; a `Mutex` rather than a `RefCell` keeps the pipeline's
+/// future `Send`.
+struct Op<F>(Mutex<F>);
+
+impl<F> Op<F> {
+    #[inline]
+    fn call<Fut>(&self) -> Fut
+    where
+        F: FnMut() -> Fut,
+    {
+        let mut op = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        op()
     }
 }
 
@@ -290,7 +383,7 @@ macro_rules! level {
             stages: &[Stage],
             dependency: &Arc<str>,
             cx: &C,
-            op: &mut F,
+            op: &Op<F>,
             ctx: Ctx<'_>,
         ) -> Out<T, E>
         where
@@ -301,6 +394,13 @@ macro_rules! level {
             let Some((stage, rest)) = stages.split_first() else {
                 return leaf(cx, op, ctx).await;
             };
+            if let Stage::Hedge(policy) = stage {
+                // The stages inside run several times at once.
+                return hedge(policy, cx, ctx, move || {
+                    $next(rest, dependency, cx, op, ctx)
+                })
+                .await;
+            }
             let mut retry = match stage {
                 Stage::Retry(p) => Some((p, p.start())),
                 _ => None,
@@ -329,7 +429,7 @@ macro_rules! level {
                             }
                             Err(stop) => {
                                 let stop = state.abort(policy, stop);
-                                return report(stop, state.attempts(), last);
+                                return report(stop, attempts(state, ctx), last);
                             }
                         }
                     }
@@ -345,11 +445,11 @@ macro_rules! level {
                         Ok(p) => throttle = Some(p),
                         Err(_) => return refused(Stop::Throttled { retry_after: None }, ctx),
                     },
+                    // Run above, before the loop.
+                    Stage::Hedge(_) => {}
                 }
                 // The stages inside: the one await point.
-                let r = match maybe_timeout(limit, $next(rest, dependency, cx, &mut *op, inner))
-                    .await
-                {
+                let r = match maybe_timeout(limit, $next(rest, dependency, cx, op, inner)).await {
                     Ok(r) => r,
                     Err(()) => {
                         let limit = limit.unwrap_or_default();
@@ -391,7 +491,7 @@ macro_rules! level {
                         // stop at once.
                         drop(attempt);
                         let stop = state.abort(policy, stop);
-                        return report(stop, state.attempts(), last);
+                        return report(stop, attempts(state, ctx), last);
                     }
                 };
                 let outcome = match &result {
@@ -401,7 +501,7 @@ macro_rules! level {
                 };
                 let decision = cx.classify(outcome);
                 match state.on_outcome(policy, attempt, outcome, decision) {
-                    Next::Stop(stop) => return report(stop, state.attempts(), Some(result)),
+                    Next::Stop(stop) => return report(stop, attempts(state, ctx), Some(result)),
                     Next::Retry { delay } => {
                         if let Some(deadline) = ctx.deadline {
                             // A timeout outside would cut the wait short:
@@ -417,7 +517,7 @@ macro_rules! level {
                                         requested_delay: None,
                                     },
                                 );
-                                return report(stop, state.attempts(), Some(result));
+                                return report(stop, attempts(state, ctx), Some(result));
                             }
                         }
                         last = Some(result);
@@ -443,7 +543,7 @@ async fn run8<T, E, C, F, Fut>(
     _: &[Stage],
     _: &Arc<str>,
     cx: &C,
-    op: &mut F,
+    op: &Op<F>,
     ctx: Ctx<'_>,
 ) -> Out<T, E>
 where
@@ -455,14 +555,15 @@ where
 }
 
 #[inline]
-async fn leaf<T, E, C, F, Fut>(cx: &C, op: &mut F, ctx: Ctx<'_>) -> Out<T, E>
+async fn leaf<T, E, C, F, Fut>(cx: &C, op: &Op<F>, ctx: Ctx<'_>) -> Out<T, E>
 where
     C: Classifier<T, E>,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     ctx.calls.fetch_add(1, Ordering::Relaxed);
-    match op().await {
+    let fut = op.call();
+    match fut.await {
         Ok(v) => Ok(v),
         Err(e) => {
             let stop = match cx.classify(Outcome::Err(&e)) {
@@ -476,6 +577,44 @@ where
             })
         }
     }
+}
+
+/// The hedge stage: races copies of the stages inside (`launch`) under
+/// `policy`, judging each copy's result with the pipeline's classifier.
+async fn hedge<T, E, C, G, Fut>(policy: &HedgePolicy, cx: &C, ctx: Ctx<'_>, launch: G) -> Out<T, E>
+where
+    C: Classifier<T, E>,
+    G: FnMut() -> Fut,
+    Fut: Future<Output = Out<T, E>>,
+{
+    let raced = crate::hedge::race(policy, launch, |r: &Out<T, E>| match r {
+        Ok(v) => Verdict::of(cx.classify(Outcome::Ok(v)), true),
+        Err(e) => match &e.last {
+            Some(Failure::Error(err)) => Verdict::of(cx.classify(Outcome::Err(err)), false),
+            Some(Failure::Timeout(d)) => Verdict::of(cx.classify(Outcome::Timeout(*d)), false),
+            // Refused inside (breaker, bulkhead, throttle): a copy sent now
+            // would be refused too.
+            None => Verdict::Wait(None),
+        },
+    })
+    .await;
+    let mut r = raced.result;
+    if let Err(e) = &mut r {
+        // Every copy failed: say why no more were sent. A refusal keeps
+        // its own reason, so a retry outside stops at once.
+        if e.last.is_some() && matches!(raced.stop, Stop::AttemptsExhausted | Stop::BudgetExhausted)
+        {
+            e.stop = raced.stop;
+        }
+        e.attempts = ctx.calls.load(Ordering::Relaxed);
+    }
+    r
+}
+
+/// The attempts a retry stage reports: its own (a refused attempt counts),
+/// or the operation's calls when a hedge stage inside sent more copies.
+fn attempts(state: &crate::RetryState, ctx: Ctx<'_>) -> u32 {
+    state.attempts().max(ctx.calls.load(Ordering::Relaxed))
 }
 
 fn report<T, E>(stop: Stop, attempts: u32, last: Option<Result<T, Failure<E>>>) -> Out<T, E> {
@@ -516,6 +655,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 pub struct PipelineBuilder {
     stages: Vec<Result<Stage, ConfigError>>,
     dependency: Option<Arc<str>>,
+    idempotent: bool,
 }
 
 impl PipelineBuilder {
@@ -561,6 +701,31 @@ impl PipelineBuilder {
         self
     }
 
+    /// Adds a hedge stage: the stages declared after it run again, at the
+    /// same time, when they are slow (after the policy's delay) or return a
+    /// result the classifier would retry; the first acceptable result wins.
+    /// Each copy passes the stages after it (so a breaker there counts
+    /// every copy, and a timeout there cuts each one).
+    ///
+    /// `build` requires the pipeline to be declared
+    /// [`idempotent`](Self::idempotent), the hedge to sit inside (after) the
+    /// retry, and its delay to be shorter than every timeout around or
+    /// inside it. Recommended order: total timeout → retry → hedge →
+    /// circuit breaker → attempt timeout.
+    pub fn hedge(mut self, policy: HedgePolicy) -> Self {
+        self.stages.push(Ok(Stage::Hedge(policy)));
+        self
+    }
+
+    /// Declares that the operations run through this pipeline are
+    /// idempotent: running one twice at the same time does what running it
+    /// once does (a read, or a write carrying an idempotency key). Required
+    /// by a hedge stage. Default: not declared.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
     /// Adds a stage.
     pub fn stage(mut self, stage: Stage) -> Self {
         self.stages.push(Ok(stage));
@@ -571,9 +736,11 @@ impl PipelineBuilder {
     pub fn build(self) -> Result<Pipeline, ConfigError> {
         let stages = self.stages.into_iter().collect::<Result<Vec<_>, _>>()?;
         validate(&stages)?;
+        validate_hedge(&stages, self.idempotent)?;
         Ok(Pipeline {
             stages: stages.into(),
             dependency: self.dependency.unwrap_or_else(|| Arc::from("default")),
+            idempotent: self.idempotent,
         })
     }
 }
@@ -699,6 +866,82 @@ fn validate(stages: &[Stage]) -> Result<(), ConfigError> {
                 "total_timeout",
                 format!(
                     "({total:?}) is shorter than the worst case of the retry: {n} attempts × {attempt:?} attempt timeout + {delays:?} of backoff = {worst:?}; raise the total timeout, or lower max_attempts, the attempt timeout or the backoff"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The hedge rules: one hedge stage, only for idempotent operations,
+/// inside the retry, with a delay that can fire before any timeout cuts the
+/// first attempt off.
+fn validate_hedge(stages: &[Stage], idempotent: bool) -> Result<(), ConfigError> {
+    let hedges: Vec<(usize, &HedgePolicy)> = stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Stage::Hedge(p) => Some((i, p)),
+            _ => None,
+        })
+        .collect();
+    let Some(&(h, policy)) = hedges.first() else {
+        return Ok(());
+    };
+    if hedges.len() > 1 {
+        return Err(ConfigError::new(
+            COMPONENT,
+            "hedge",
+            "is declared twice: nested hedges multiply (2 copies × 2 copies = 4 calls in flight per request); keep one hedge stage",
+        ));
+    }
+    if !idempotent {
+        return Err(ConfigError::new(
+            COMPONENT,
+            "idempotent",
+            "is not declared, but a hedge stage runs the operation several times at the same time, which is only safe when doing it twice is the same as doing it once; declare the pipeline idempotent (`.idempotent()`, in a file `idempotent = true` on the hedge stage) or remove the hedge",
+        ));
+    }
+    let retry = stages.iter().position(|s| matches!(s, Stage::Retry(_)));
+    if retry.is_some_and(|r| r > h) {
+        return Err(ConfigError::new(
+            COMPONENT,
+            "hedge",
+            "is declared outside (before) the retry: every hedged copy would run its own retries, multiplying the calls; declare it after the retry, so each attempt is hedged",
+        ));
+    }
+    let (delay, what) = match policy.delay() {
+        HedgeDelay::Fixed(d) => (d, "the hedge delay"),
+        HedgeDelay::Percentile { initial, .. } => (initial, "the initial hedge delay"),
+    };
+    // Every timeout cuts off the first attempt: those declared before the
+    // hedge wrap the whole hedged call, those after it each copy.
+    let mut limits: Vec<(Duration, &str)> = Vec::new();
+    for (i, s) in stages.iter().enumerate() {
+        match s {
+            Stage::Timeout(t) if i > h => limits.push((*t, "timeout of each hedged attempt")),
+            Stage::Timeout(t) if retry.is_some_and(|r| r < i) => {
+                limits.push((*t, "attempt timeout"))
+            }
+            Stage::Timeout(t) => limits.push((*t, "total timeout")),
+            Stage::Retry(p) => {
+                if let Some(t) = p.attempt_timeout() {
+                    limits.push((t, "retry's attempt timeout"));
+                }
+                if let Some(t) = p.total_timeout() {
+                    limits.push((t, "retry's total timeout"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((limit, name)) = limits.into_iter().min_by_key(|(t, _)| *t) {
+        if delay >= limit {
+            return Err(ConfigError::new(
+                COMPONENT,
+                "hedge_delay",
+                format!(
+                    "({what}, {delay:?}) must be shorter than the {name} ({limit:?}): the attempt is cut off before the hedge could start, so it never fires; lower the hedge delay or raise the timeout"
                 ),
             ));
         }

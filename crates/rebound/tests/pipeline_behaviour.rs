@@ -306,3 +306,451 @@ async fn the_pipeline_as_a_tower_layer() {
         (Stop::AttemptsExhausted, 2)
     );
 }
+
+mod hedge_stage {
+    use super::*;
+    use rebound::hedge::{HedgeDelay, HedgePolicy};
+    use rebound::{Clock, Decision, Outcome, RetryBudget};
+
+    fn hedge(delay: Duration, max_attempts: u32) -> HedgePolicy {
+        HedgePolicy::builder()
+            .fixed_delay(delay)
+            .max_attempts(max_attempts)
+            .build()
+            .unwrap()
+    }
+
+    /// Counts live attempts; decremented when an attempt's future drops.
+    struct Live(Arc<AtomicU32>);
+    impl Live {
+        fn new(c: &Arc<AtomicU32>) -> Self {
+            c.fetch_add(1, Ordering::SeqCst);
+            Live(c.clone())
+        }
+    }
+    impl Drop for Live {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn statuses(o: Outcome<'_, u16, &'static str>) -> Decision {
+        match o {
+            Outcome::Ok(s) if *s >= 500 => Decision::Retry,
+            Outcome::Ok(_) => Decision::DoNotRetry,
+            Outcome::Err(&"404") => Decision::DoNotRetry,
+            Outcome::Err(_) | Outcome::Timeout(_) => Decision::Retry,
+        }
+    }
+
+    #[test]
+    fn each_bad_hedge_combination_has_its_own_message() {
+        // Not declared idempotent.
+        let e = Pipeline::builder()
+            .hedge(hedge(50 * MS, 2))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "idempotent", "{e}");
+        assert!(e.to_string().contains("only safe"), "{e}");
+
+        // Two hedges.
+        let e = Pipeline::builder()
+            .idempotent()
+            .hedge(hedge(50 * MS, 2))
+            .hedge(hedge(50 * MS, 2))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "hedge", "{e}");
+        assert!(e.to_string().contains("twice"), "{e}");
+
+        // A hedge outside the retry.
+        let e = Pipeline::builder()
+            .idempotent()
+            .hedge(hedge(50 * MS, 2))
+            .retry(retry(3, MS))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "hedge", "{e}");
+        assert!(e.to_string().contains("outside (before) the retry"), "{e}");
+
+        // A delay no shorter than the timeout of each copy.
+        let e = Pipeline::builder()
+            .idempotent()
+            .hedge(hedge(S, 2))
+            .timeout(S)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "hedge_delay", "{e}");
+        assert!(
+            e.to_string()
+                .contains("shorter than the timeout of each hedged attempt (1s)"),
+            "{e}"
+        );
+
+        // ... than a timeout around the hedge.
+        let e = Pipeline::builder()
+            .idempotent()
+            .timeout(800 * MS)
+            .hedge(hedge(S, 2))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "hedge_delay", "{e}");
+        assert!(e.to_string().contains("total timeout (800ms)"), "{e}");
+
+        // ... than the retry's own attempt timeout.
+        let p = RetryPolicy::builder()
+            .max_attempts(2)
+            .attempt_timeout(300 * MS)
+            .total_timeout(5 * S)
+            .backoff(Backoff::constant(MS))
+            .build()
+            .unwrap();
+        let e = Pipeline::builder()
+            .idempotent()
+            .retry(p)
+            .hedge(hedge(300 * MS, 2))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "hedge_delay", "{e}");
+        assert!(e.to_string().contains("retry's attempt timeout"), "{e}");
+
+        // An adaptive hedge is checked on its initial delay.
+        let adaptive = HedgePolicy::builder()
+            .percentile_delay(0.95, 2 * S)
+            .build()
+            .unwrap();
+        assert!(matches!(adaptive.delay(), HedgeDelay::Percentile { .. }));
+        let e = Pipeline::builder()
+            .idempotent()
+            .hedge(adaptive)
+            .timeout(S)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "hedge_delay", "{e}");
+        assert!(e.to_string().contains("initial hedge delay"), "{e}");
+
+        // The recommended order builds.
+        let p = Pipeline::builder()
+            .idempotent()
+            .timeout(5 * S)
+            .retry(retry(2, 10 * MS))
+            .hedge(hedge(100 * MS, 2))
+            .circuit_breaker(CircuitBreaker::builder().build().unwrap())
+            .timeout(S)
+            .build()
+            .unwrap();
+        assert!(p.is_idempotent());
+        let names: Vec<_> = p.stages().iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            ["timeout", "retry", "hedge", "circuit_breaker", "timeout"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_attempt_is_hedged_and_the_loser_cancelled() {
+        let p = Pipeline::builder()
+            .idempotent()
+            .hedge(hedge(50 * MS, 2))
+            .timeout(S)
+            .build()
+            .unwrap();
+        let live = Arc::new(AtomicU32::new(0));
+        let calls = AtomicU32::new(0);
+        let t0 = tokio::time::Instant::now();
+        let v = p
+            .execute(|| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let guard = Live::new(&live);
+                async move {
+                    let _guard = guard;
+                    tokio::time::sleep(if n == 0 { 900 * MS } else { 10 * MS }).await;
+                    Ok::<_, ()>(n)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        assert_eq!(tokio::time::Instant::now() - t0, 60 * MS);
+        assert_eq!(live.load(Ordering::SeqCst), 0, "the slow copy was dropped");
+        assert_eq!(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_503_starts_a_copy_at_once_and_a_200_wins() {
+        let p = Pipeline::builder()
+            .idempotent()
+            .hedge(hedge(S, 2))
+            .build()
+            .unwrap();
+        let calls = AtomicU32::new(0);
+        let t0 = tokio::time::Instant::now();
+        let status = p
+            .classify(statuses)
+            .execute(|| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        Ok(503)
+                    } else {
+                        tokio::time::sleep(5 * MS).await;
+                        Ok(200)
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!((status, calls.load(Ordering::SeqCst)), (200, 2));
+        assert_eq!(tokio::time::Instant::now() - t0, 5 * MS);
+
+        // Every copy bad: the last one comes back, for a retry outside to
+        // judge; here there is none.
+        let calls = AtomicU32::new(0);
+        let status = p
+            .classify(statuses)
+            .execute(|| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<u16, &str>(if n == 0 { 503 } else { 502 }) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(status, 502);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_ends_the_hedged_call_at_once() {
+        let p = Pipeline::builder()
+            .idempotent()
+            .retry(retry(3, MS))
+            .hedge(hedge(10 * MS, 3))
+            .build()
+            .unwrap();
+        let live = Arc::new(AtomicU32::new(0));
+        let calls = AtomicU32::new(0);
+        let t0 = tokio::time::Instant::now();
+        let err = p
+            .classify(statuses)
+            .execute(|| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let guard = Live::new(&live);
+                async move {
+                    let _guard = guard;
+                    if n == 0 {
+                        tokio::time::sleep(60 * S).await;
+                        Ok(200)
+                    } else {
+                        Err("404")
+                    }
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.stop(), Stop::Permanent);
+        assert_eq!(err.last_error(), Some(&"404"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "no retry, no third copy");
+        assert_eq!(tokio::time::Instant::now() - t0, 10 * MS);
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_declared_order_is_respected() {
+        // A retry outside the hedge: each attempt is hedged (2 × 2 calls).
+        let p = Pipeline::builder()
+            .idempotent()
+            .retry(retry(2, MS))
+            .hedge(hedge(10 * MS, 2))
+            .build()
+            .unwrap();
+        let calls = AtomicU32::new(0);
+        let err = p
+            .execute(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>("reset") }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!((err.stop(), err.attempts()), (Stop::AttemptsExhausted, 4));
+
+        // A timeout after the hedge cuts each copy: 0 → 50 ms, 20 → 70 ms.
+        let p = Pipeline::builder()
+            .idempotent()
+            .hedge(hedge(20 * MS, 2))
+            .timeout(50 * MS)
+            .build()
+            .unwrap();
+        let t0 = tokio::time::Instant::now();
+        let err = p
+            .execute(|| async {
+                tokio::time::sleep(60 * S).await;
+                Ok::<_, ()>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(err.timed_out());
+        assert_eq!((err.stop(), err.attempts()), (Stop::AttemptsExhausted, 2));
+        assert_eq!(tokio::time::Instant::now() - t0, 70 * MS);
+
+        // A breaker inside the hedge counts every copy; outside, one
+        // outcome per call.
+        let inside = CircuitBreaker::consecutive_failures(2).build().unwrap();
+        let p = Pipeline::builder()
+            .idempotent()
+            .hedge(hedge(10 * MS, 2))
+            .circuit_breaker(inside.clone())
+            .build()
+            .unwrap();
+        let _ = p.execute(|| async { Err::<(), _>("reset") }).await;
+        assert_eq!(inside.state(), State::Open);
+
+        let outside = CircuitBreaker::consecutive_failures(2).build().unwrap();
+        let p = Pipeline::builder()
+            .idempotent()
+            .circuit_breaker(outside.clone())
+            .hedge(hedge(10 * MS, 2))
+            .build()
+            .unwrap();
+        let _ = p.execute(|| async { Err::<(), _>("reset") }).await;
+        assert_eq!(outside.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_inside_sends_no_copy_and_keeps_its_reason() {
+        let b = Bulkhead::builder().max_concurrent(1).build().unwrap();
+        let p = Pipeline::builder()
+            .idempotent()
+            .retry(retry(3, MS))
+            .hedge(hedge(10 * MS, 3))
+            .bulkhead(b.clone())
+            .build()
+            .unwrap();
+        let _held = b.try_acquire().unwrap();
+        let calls = AtomicU32::new(0);
+        let t0 = tokio::time::Instant::now();
+        let err = p
+            .execute(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, ()>(1) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.stop(), Stop::BulkheadFull);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(tokio::time::Instant::now(), t0, "no waiting for the timer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exhausted_hedge_budget_is_the_reason() {
+        let (clock, _t) = Clock::manual();
+        let budget = RetryBudget::ratio(0.0)
+            .min_retries_per_second(0.0)
+            .clock(clock)
+            .build()
+            .unwrap();
+        let h = HedgePolicy::builder()
+            .fixed_delay(10 * MS)
+            .budget(budget)
+            .build()
+            .unwrap();
+        let p = Pipeline::builder().idempotent().hedge(h).build().unwrap();
+        let err = p
+            .execute(|| async { Err::<(), _>("reset") })
+            .await
+            .unwrap_err();
+        assert_eq!((err.stop(), err.attempts()), (Stop::BudgetExhausted, 1));
+        assert_eq!(
+            rebound::fallback::HasCause::cause(&err),
+            rebound::fallback::Cause::BudgetExhausted
+        );
+    }
+
+    #[cfg(feature = "tower")]
+    #[tokio::test(start_paused = true)]
+    async fn the_hedge_stage_in_the_tower_layer() {
+        use tower_layer::Layer;
+        use tower_service::Service;
+
+        let p = Pipeline::builder()
+            .idempotent()
+            .timeout(5 * S)
+            .retry(retry(2, 10 * MS))
+            .hedge(hedge(50 * MS, 2))
+            .timeout(S)
+            .build()
+            .unwrap();
+        let live = Arc::new(AtomicU32::new(0));
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = {
+            let (live, hits) = (live.clone(), hits.clone());
+            tower::service_fn(move |x: u32| {
+                let n = hits.fetch_add(1, Ordering::SeqCst);
+                let guard = Live::new(&live);
+                async move {
+                    let _guard = guard;
+                    tokio::time::sleep(if n == 0 { 900 * MS } else { 10 * MS }).await;
+                    Ok::<u32, rebound::tower::BoxError>(x + n)
+                }
+            })
+        };
+        let mut svc = p.layer().layer(svc);
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(svc.call(10).await.unwrap(), 11);
+        assert_eq!(tokio::time::Instant::now() - t0, 60 * MS);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn the_hedge_stage_in_a_file() {
+        use rebound::config::{HedgeStageConfig, PipelineConfig, Policies, StageConfig};
+
+        let file = r#"
+[dependencies.catalog.pipeline]
+stages = [
+  { type = "retry", max_attempts = 2, backoff = { kind = "constant", base = "10ms" } },
+  { type = "hedge", idempotent = true, percentile = 0.9, initial_delay = "40ms", max_attempts = 3 },
+  { type = "timeout", timeout = "1s" },
+]
+"#;
+        let policies = Policies::from_toml_str(file).unwrap();
+        let dep = policies.dependency("catalog").unwrap();
+        let p = dep.pipeline("catalog").unwrap().unwrap();
+        let Some(rebound::pipeline::Stage::Hedge(h)) = p.stages().get(1) else {
+            panic!("{:?}", p.stages());
+        };
+        assert_eq!((h.max_attempts(), h.current_delay()), (3, 40 * MS));
+        assert_eq!(h.dependency(), "catalog");
+        // Round trip.
+        let again = Policies::from_toml_str(&policies.to_toml_string().unwrap()).unwrap();
+        assert_eq!(again, policies);
+        let Some(PipelineConfig::Stages(stages)) = &dep.pipeline else {
+            panic!()
+        };
+        assert!(matches!(
+            &stages[1],
+            StageConfig::Hedge(HedgeStageConfig {
+                idempotent: true,
+                ..
+            })
+        ));
+
+        // Errors name the field.
+        let e = Policies::from_toml_str(&file.replace("idempotent = true, ", "")).unwrap_err();
+        assert_eq!(e.path(), "dependencies.catalog.idempotent", "{e}");
+        let e = Policies::from_toml_str(&file.replace("\"40ms\"", "\"1s\"")).unwrap_err();
+        assert_eq!(e.path(), "dependencies.catalog.hedge_delay", "{e}");
+        let e = Policies::from_toml_str(&file.replace("percentile = 0.9", "percentile = 1.5"))
+            .unwrap_err();
+        assert!(e.message().contains("percentile"), "{e}");
+        let e = Policies::from_toml_str(&file.replace("idempotent = true", "idempotent = \"yes\""))
+            .unwrap_err();
+        assert!(e.path().contains("stages"), "{e}");
+    }
+}

@@ -19,9 +19,12 @@
 //! | [`breaker`] | [`BreakerLayer`](breaker::BreakerLayer) | [`BreakerOpen`](crate::BreakerOpen) |
 //! | [`bulkhead`] | [`BulkheadLayer`](bulkhead::BulkheadLayer) | [`BulkheadFull`](crate::BulkheadFull) |
 //! | [`throttle`] | [`ThrottleLayer`](throttle::ThrottleLayer) | [`Throttled`](crate::throttle::Throttled) |
-//! | [`hedge`] | [`HedgeLayer`](hedge::HedgeLayer) | (the last attempt's error) |
-//! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer) | (the error, when no fallback applies) |
-//! | [`pipeline`] | [`PipelineLayer`](pipeline::PipelineLayer): a whole [`Pipeline`](crate::pipeline::Pipeline) | [`retry::error::RetryFailed`] |
+//! | [`hedge`] | [`HedgeLayer`](hedge::HedgeLayer): first *acceptable* response wins | (a permanent error, or the last unacceptable copy's error) |
+//! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer), [`StaleCacheLayer`](fallback::StaleCacheLayer) (stale-on-error cache) | (the error, when no fallback applies) |
+//! | [`pipeline`] | [`PipelineLayer`](pipeline::PipelineLayer): a whole [`Pipeline`](crate::pipeline::Pipeline), hedge stage included | [`retry::error::RetryFailed`] |
+//!
+//! The breaker and throttle layers share one response future,
+//! [`permit::PermitFuture`]: take a permit, call, report the outcome.
 //!
 //! **Budgets** have no layer of their own: a [`RetryBudget`](crate::RetryBudget)
 //! does nothing without retries, so it is handed to the retry layer (in its
@@ -83,6 +86,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod fallback;
 pub mod hedge;
+pub mod permit;
 pub mod pipeline;
 pub mod retry;
 pub mod throttle;

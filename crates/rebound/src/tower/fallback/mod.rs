@@ -31,10 +31,69 @@
 //! assert_eq!(svc.call("sku-1").await?, "availability unknown");
 //! # Ok(()) }
 //! ```
+//!
+//! ## The stale-on-error cache
+//!
+//! [`StaleCacheLayer`] is the tower form of
+//! [`Fallback::with_stale`](crate::fallback::Fallback::with_stale): it
+//! keeps the last good response per key (made from each request by your
+//! function) in a [`StaleCache`](crate::fallback::StaleCache), and when the
+//! inner service fails with a cause the [`Fallback`](crate::fallback::Fallback)
+//! covers — an error, an open breaker, an exhausted retry budget, a full
+//! bulkhead, a throttle, a timeout — answers with it if it is at most the
+//! cache's `max_age` old, measured on the cache's injected
+//! [`Clock`](crate::Clock); otherwise the error passes. Each stale answer
+//! is counted in `fallback_used_total{dependency, reason}`, as in the
+//! closure API. The response type must be `Clone` (one copy is kept). Put
+//! it outside the retry, breaker and bulkhead layers, so it sees their
+//! refusals and their final result.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//! use rebound::fallback::{Fallback, StaleCache};
+//! use rebound::tower::{fallback::StaleCacheLayer, BoxError};
+//! use rebound::Clock;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let (clock, time) = Clock::manual();
+//! let cache = StaleCache::new(Duration::from_secs(60)).with_clock(clock);
+//! let layer = StaleCacheLayer::new(
+//!     Fallback::builder().dependency("inventory").build(),
+//!     cache,
+//!     |sku: &&'static str| *sku, // the key
+//! );
+//! let (mock, mut handle) = tower_test::mock::pair::<&'static str, u32>();
+//! let mut svc = layer.layer(mock);
+//! handle.allow(3);
+//!
+//! // A good answer is kept...
+//! std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+//! let call = svc.call("sku-1");
+//! handle.next_request().await.unwrap().1.send_response(12);
+//! assert_eq!(call.await?, 12);
+//!
+//! // ...and stands in when the dependency fails, while fresh enough.
+//! time.advance(Duration::from_secs(20));
+//! std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+//! let call = svc.call("sku-1");
+//! handle.next_request().await.unwrap().1.send_error(std::io::Error::other("refused"));
+//! assert_eq!(call.await?, 12);
+//!
+//! time.advance(Duration::from_secs(60)); // now 80 s old: too old to show
+//! std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+//! let call = svc.call("sku-1");
+//! handle.next_request().await.unwrap().1.send_error(std::io::Error::other("refused"));
+//! assert!(call.await.is_err());
+//! # Ok(()) }
+//! ```
 
 pub mod error;
 mod future;
 mod layer;
+mod stale;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,6 +102,7 @@ use tower_service::Service;
 
 pub use future::ResponseFuture;
 pub use layer::FallbackLayer;
+pub use stale::{StaleCacheLayer, StaleCacheService, StaleResponseFuture};
 
 pub use crate::fallback::Cause;
 use crate::tower::BoxError;

@@ -7,7 +7,8 @@ use std::time::Instant;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::hedge::HedgePolicy;
+use crate::classify::{Classifier, Outcome, RetryErrors};
+use crate::hedge::{HedgePolicy, Verdict};
 use crate::tower::{refusal, BoxError, Timer};
 
 pin_project! {
@@ -20,7 +21,7 @@ pin_project! {
 
 pin_project! {
     /// The response future of [`Hedge`](super::Hedge).
-    pub struct ResponseFuture<S, Req>
+    pub struct ResponseFuture<S, Req, C = RetryErrors>
     where
         S: Service<Req>,
     {
@@ -29,23 +30,40 @@ pin_project! {
         hedges: Vec<(Pin<Box<S::Future>>, Option<Instant>)>,
         #[pin]
         timer: Timer,
-        hedging: Option<Box<State<S, Req>>>,
-        last: Option<BoxError>,
+        hedging: Option<Box<State<S, Req, C>>>,
+        // The last unacceptable result, returned if nothing better comes.
+        last: Option<Result<S::Response, BoxError>>,
     }
 }
 
 /// What only a hedged call needs, boxed so an unhedged call carries a
-/// pointer, not the request and a service.
-pub(crate) struct State<S, Req> {
+/// pointer, not the request, a service and a classifier.
+pub(crate) struct State<S, Req, C> {
     svc: S,
     req: Req,
     policy: Arc<HedgePolicy>,
+    classifier: C,
     pending_launch: bool,
     started: u32,
     first_started: Option<Instant>,
 }
 
-impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+impl<S, Req, C> State<S, Req, C> {
+    fn judge<T>(&self, r: &Result<T, BoxError>) -> Verdict
+    where
+        C: Classifier<T, BoxError>,
+    {
+        match r {
+            Ok(v) => Verdict::of(self.classifier.classify(Outcome::Ok(v)), true),
+            // A refusal from a rebound layer below (an open breaker, a full
+            // bulkhead): another copy now would be refused too.
+            Err(e) if refusal(&**e).is_some() => Verdict::Wait(None),
+            Err(e) => Verdict::of(self.classifier.classify(Outcome::Err(e)), false),
+        }
+    }
+}
+
+impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
     pub(crate) fn single(fut: S::Future) -> Self {
         ResponseFuture {
             first: First::Running { fut },
@@ -56,7 +74,13 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         }
     }
 
-    pub(crate) fn hedged(fut: S::Future, svc: S, req: Req, policy: Arc<HedgePolicy>) -> Self {
+    pub(crate) fn hedged(
+        fut: S::Future,
+        svc: S,
+        req: Req,
+        policy: Arc<HedgePolicy>,
+        classifier: C,
+    ) -> Self {
         policy.record_request();
         let first_started = policy.is_adaptive().then(|| policy.clock().now());
         let timer = Timer::after(Some(policy.current_delay()));
@@ -68,6 +92,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
                 svc,
                 req,
                 policy,
+                classifier,
                 pending_launch: false,
                 started: 1,
                 first_started,
@@ -77,10 +102,11 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     }
 }
 
-impl<S, Req> Future for ResponseFuture<S, Req>
+impl<S, Req, C> Future for ResponseFuture<S, Req, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    C: Classifier<S::Response, BoxError>,
     Req: Clone,
 {
     type Output = Result<S::Response, BoxError>;
@@ -88,50 +114,45 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let mut failed_now = false;
-            let mut refused = false;
+            let mut relaunch = false;
+            let mut ended = None;
             if let FirstProj::Running { fut } = this.first.as_mut().project() {
                 if let Poll::Ready(r) = fut.poll(cx) {
                     this.first.set(First::Done {});
-                    match r {
-                        Ok(v) => {
-                            if let Some(h) = this.hedging.as_deref() {
-                                if let Some(at) = h.first_started {
-                                    h.policy.record_latency(h.policy.clock().now() - at);
-                                }
-                            }
-                            return Poll::Ready(Ok(v));
-                        }
-                        Err(e) => {
-                            let e = e.into();
-                            if this.hedging.is_none() {
-                                return Poll::Ready(Err(e));
-                            }
-                            refused |= refusal(&*e).is_some();
-                            failed_now = true;
-                            *this.last = Some(e);
-                        }
+                    let r = r.map_err(Into::into);
+                    match this.hedging.as_deref() {
+                        None => return Poll::Ready(r),
+                        Some(h) => ended = Some((r, h.first_started)),
                     }
                 }
             }
+            // The hedges, in launch order: of two copies ending in the same
+            // pass, the later-started one is "last".
             let mut i = 0;
-            while i < this.hedges.len() {
-                if let Poll::Ready(r) = this.hedges[i].0.as_mut().poll(cx) {
-                    let (_, at) = this.hedges.swap_remove(i);
-                    match r {
-                        Ok(v) => {
-                            if let (Some(h), Some(at)) = (this.hedging.as_deref(), at) {
-                                h.policy.record_latency(h.policy.clock().now() - at);
+            loop {
+                if let Some((r, at)) = ended.take() {
+                    let h = this.hedging.as_deref().expect("a hedged call");
+                    match h.judge(&r) {
+                        Verdict::Accept => {
+                            if let Some(at) = at {
+                                let now = h.policy.clock().now();
+                                h.policy.record_latency(now.saturating_duration_since(at));
                             }
-                            return Poll::Ready(Ok(v));
+                            return Poll::Ready(r);
                         }
-                        Err(e) => {
-                            let e = e.into();
-                            refused |= refusal(&*e).is_some();
-                            failed_now = true;
-                            *this.last = Some(e);
+                        Verdict::Final => return Poll::Ready(r),
+                        v => {
+                            relaunch |= v == Verdict::Retry;
+                            *this.last = Some(r);
                         }
                     }
+                }
+                let Some((fut, _)) = this.hedges.get_mut(i) else {
+                    break;
+                };
+                if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                    let (_, at) = this.hedges.remove(i);
+                    ended = Some((r.map_err(Into::into), at));
                 } else {
                     i += 1;
                 }
@@ -144,7 +165,7 @@ where
             if fired {
                 this.timer.set(Timer::Off {});
             }
-            if (fired || (failed_now && !refused)) && !h.pending_launch {
+            if (fired || relaunch) && !h.pending_launch {
                 h.pending_launch = h.policy.try_hedge(h.started);
             }
             if h.pending_launch {
@@ -152,7 +173,7 @@ where
                     Poll::Pending => {}
                     Poll::Ready(Err(e)) => {
                         h.pending_launch = false;
-                        *this.last = Some(e.into());
+                        *this.last = Some(Err(e.into()));
                     }
                     Poll::Ready(Ok(())) => {
                         h.pending_launch = false;
@@ -173,8 +194,8 @@ where
                 let last = this
                     .last
                     .take()
-                    .unwrap_or_else(|| "hedge: no attempt made".into());
-                return Poll::Ready(Err(last));
+                    .unwrap_or_else(|| Err("hedge: no attempt made".into()));
+                return Poll::Ready(last);
             }
             return Poll::Pending;
         }

@@ -8,6 +8,14 @@
 //! pipeline stopped, attempts, the last error). The response future is
 //! boxed (one allocation per call): the stages are chosen at run time.
 //!
+//! A pipeline with a hedge stage was declared
+//! [`idempotent`](crate::pipeline::PipelineBuilder::idempotent), so every
+//! request through this layer may be sent more than once at the same time,
+//! each copy a clone of the request on a ready clone of the service. For a
+//! client that mixes idempotent requests with others, hedge with
+//! [`HedgeLayer`](crate::tower::hedge::HedgeLayer) and its predicate
+//! instead, or give the other requests a pipeline without a hedge stage.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_layer::Layer;
