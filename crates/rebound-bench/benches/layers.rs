@@ -29,11 +29,62 @@ fn inner() -> Inner {
     tower::service_fn(answer as fn(u64) -> _)
 }
 
+/// An error that is `Clone`, for the tower-resilience layers that need one
+/// (hedge, fallback).
+#[derive(Debug, Clone)]
+struct Fail;
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fail")
+    }
+}
+
+impl std::error::Error for Fail {}
+
+type CloneErrInner = tower::util::ServiceFn<fn(u64) -> std::future::Ready<Result<u64, Fail>>>;
+
+/// [`inner`] with a `Clone` error.
+fn clone_err_inner() -> CloneErrInner {
+    fn answer(x: u64) -> std::future::Ready<Result<u64, Fail>> {
+        std::future::ready(Ok(x))
+    }
+    tower::service_fn(answer as fn(u64) -> _)
+}
+
+/// tower's hedge policy: every request may be hedged.
+#[derive(Clone)]
+struct HedgeAll;
+
+impl tower::hedge::Policy<u64> for HedgeAll {
+    fn clone_request(&self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+    fn can_retry(&self, _: &u64) -> bool {
+        true
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Like `case!` for services that are not `Clone` (tower's `Hedge`): one
+/// service, borrowed by each iteration. The layers compared with it use the
+/// same form.
+macro_rules! case_shared {
+    ($g:expr, $rt:expr, $name:expr, $svc:expr) => {{
+        let svc = std::cell::RefCell::new($svc);
+        $g.bench_function($name, |b| {
+            b.to_async(&$rt).iter(|| async {
+                let mut svc = svc.borrow_mut();
+                black_box(svc.ready().await.unwrap().call(black_box(1)).await.is_ok())
+            })
+        });
+    }};
 }
 
 macro_rules! case {
@@ -166,6 +217,56 @@ fn layers(c: &mut Criterion) {
             .layer(inner())
     );
 
+    // hedge (not triggered: the answer comes before the hedge delay). One
+    // shared service per case, as tower's `Hedge` is not `Clone`; the inner
+    // service's error is `Clone`, as tower-resilience's hedge requires.
+    let hedge = rebound::hedge::HedgePolicy::builder()
+        .fixed_delay(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    case_shared!(
+        g,
+        rt,
+        "hedge/rebound",
+        HedgeLayer::new(hedge, |_: &u64| true).layer(clone_err_inner())
+    );
+    case_shared!(
+        g,
+        rt,
+        "hedge/tower",
+        tower::hedge::Hedge::new::<u64>(
+            clone_err_inner(),
+            HedgeAll,
+            10,
+            0.9,
+            Duration::from_secs(10)
+        )
+    );
+    case_shared!(
+        g,
+        rt,
+        "hedge/tower_resilience",
+        tower_resilience::hedge::HedgeLayer::builder()
+            .delay(Duration::from_millis(50))
+            .max_hedged_attempts(2)
+            .build()
+            .layer(clone_err_inner())
+    );
+
+    // fallback (not triggered)
+    let fallback = FallbackLayer::new(
+        rebound::fallback::Fallback::builder().build(),
+        |_: rebound::fallback::Cause, e: BoxError| Err::<u64, _>(e),
+    );
+    case!(g, rt, "fallback/rebound", fallback.layer(clone_err_inner()));
+    case!(
+        g,
+        rt,
+        "fallback/tower_resilience",
+        tower_resilience::fallback::FallbackLayer::<u64, u64, Fail>::from_error(|_: &Fail| 0)
+            .layer(clone_err_inner())
+    );
+
     // rebound-only layers (no like-for-like peer in this run)
     let throttle = rebound::throttle::AdaptiveThrottle::builder()
         .build()
@@ -176,21 +277,6 @@ fn layers(c: &mut Criterion) {
         "throttle/rebound",
         ThrottleLayer::new(throttle).layer(inner())
     );
-    let hedge = rebound::hedge::HedgePolicy::builder()
-        .fixed_delay(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    case!(
-        g,
-        rt,
-        "hedge/rebound",
-        HedgeLayer::new(hedge, |_: &u64| true).layer(inner())
-    );
-    let fallback = FallbackLayer::new(
-        rebound::fallback::Fallback::builder().build(),
-        |_: rebound::fallback::Cause, e: BoxError| Err::<u64, _>(e),
-    );
-    case!(g, rt, "fallback/rebound", fallback.layer(inner()));
     let pipeline = rebound::pipeline::Pipeline::standard().build().unwrap();
     case!(
         g,
