@@ -247,6 +247,27 @@ fn a_bad_type_names_the_field_and_line() {
 }
 
 #[test]
+fn the_line_comes_from_the_document_not_from_its_text() {
+    // A comment naming the field, and the same field under another
+    // dependency, come before the bad value: the parser's spans skip both.
+    let src = "\
+[dependencies.b.breaker]
+failure_ratio = 0.5
+[dependencies.a.breaker]
+# failure_ratio = 0.9 was too lax
+min_calls = 5
+failure_ratio = 1.5
+";
+    let e = Policies::from_toml_str(src).unwrap_err();
+    assert_eq!(e.path(), "dependencies.a.failure_ratio");
+    assert_eq!(e.line(), Some(6), "{e}");
+    // A field in a sub-table with its own header, after an inline table.
+    let src = "[dependencies.c]\nretry = { max_attempts = 3 }\n[dependencies.c.breaker]\nmin_calls = 0\n";
+    let e = Policies::from_toml_str(src).unwrap_err();
+    assert_eq!(e.line(), Some(4), "{e}");
+}
+
+#[test]
 fn a_bad_value_names_the_field_and_line() {
     let src = "[dependencies.a.breaker]\nmin_calls = 5\nfailure_ratio = 1.5\n";
     let e = Policies::from_toml_str(src).unwrap_err();

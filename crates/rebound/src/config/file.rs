@@ -139,8 +139,13 @@ impl Policies {
     fn checked(self, src: &str, syntax: Syntax) -> Result<Self, ConfigFileError> {
         if let Err((dep, e)) = self.validate() {
             let path = format!("dependencies.{dep}");
-            let line = locate(src, &format!("{path}.{}", e.field()), syntax)
-                .or_else(|| locate(src, &path, syntax));
+            let line = match syntax {
+                // TOML: the parsed document's spans — the field where it is
+                // written under the dependency, else the dependency itself.
+                Syntax::Toml => toml_line(src, &dep, e.field()),
+                Syntax::Json => locate(src, &format!("{path}.{}", e.field()), syntax)
+                    .or_else(|| locate(src, &path, syntax)),
+            };
             return Err(ConfigFileError {
                 path: format!("{path}.{}", e.field()),
                 line,
@@ -149,6 +154,47 @@ impl Policies {
         }
         Ok(self)
     }
+}
+
+/// The line of `field` as written under `dependencies.<dep>` of a TOML
+/// document (the first in the file when several tables of the dependency
+/// hold one), else of the dependency's own key; from the parser's spans,
+/// not a text search.
+fn toml_line(src: &str, dep: &str, field: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    use toml::Spanned;
+
+    fn key<'a, 'i>(
+        t: &'a DeTable<'i>,
+        k: &str,
+    ) -> Option<(
+        &'a Spanned<toml::de::DeString<'i>>,
+        &'a Spanned<DeValue<'i>>,
+    )> {
+        t.iter().find(|(name, _)| name.get_ref() == k)
+    }
+    /// The earliest key named `k` anywhere below `v`: its span's start.
+    fn earliest(v: &DeValue<'_>, k: &str) -> Option<usize> {
+        match v {
+            DeValue::Table(t) => t
+                .iter()
+                .filter_map(|(name, value)| {
+                    let here = (name.get_ref() == k).then(|| name.span().start);
+                    here.into_iter().chain(earliest(value.get_ref(), k)).min()
+                })
+                .min(),
+            DeValue::Array(a) => a.iter().filter_map(|v| earliest(v.get_ref(), k)).min(),
+            _ => None,
+        }
+    }
+
+    let doc = DeTable::parse(src).ok()?;
+    let DeValue::Table(deps) = key(doc.get_ref(), "dependencies")?.1.get_ref() else {
+        return None;
+    };
+    let (name, policies) = key(deps, dep)?;
+    let at = earliest(policies.get_ref(), field).unwrap_or(name.span().start);
+    Some(line_of(src, at))
 }
 
 #[derive(Clone, Copy)]
