@@ -10,6 +10,10 @@
 //! on a current-thread tokio runtime; `baseline` is the bare service, so a
 //! layer's overhead is its figure minus the baseline's.
 
+// `case_shared!` holds a `RefCell` borrow across the call's awaits: criterion
+// runs the iterations one after another, so no two borrows overlap.
+#![allow(clippy::await_holding_refcell_ref)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -319,15 +319,19 @@ where
                 if let Some(wait) = cfg.wait {
                     let waited = cfg.clock.now().saturating_duration_since(started);
                     if waited < wait.max_wait {
-                        if !waiting {
-                            waiting = true;
-                            emit(&cfg, Outcome::Waiting, &subject);
-                        }
                         let pause = wait
                             .poll_every
                             .min(retry_after.max(Duration::from_millis(1)))
                             .min(wait.max_wait - waited);
-                        cfg.clock.sleep(pause).await;
+                        // The pause is set (on the clock) before `Waiting`
+                        // is reported, so whoever sees the event and moves
+                        // the clock on moves this pause on too.
+                        let pause = cfg.clock.sleep(pause);
+                        if !waiting {
+                            waiting = true;
+                            emit(&cfg, Outcome::Waiting, &subject);
+                        }
+                        pause.await;
                         continue;
                     }
                 }

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -41,7 +42,143 @@ use crate::telemetry;
 #[derive(Debug, Clone)]
 pub struct Timeout {
     limit: Duration,
-    dependency: Arc<str>,
+    dependency: DependencyName,
+}
+
+/// The name of the dependency a timeout guards: the `dependency` label of
+/// `dependency_timeout_total`.
+///
+/// Made from a string by [`Timeout::dependency`] and by the tower layer's
+/// `TimeoutLayer::dependency`. A `&'static str` (a literal, the usual case) is kept as it is, so
+/// cloning the name — as the tower layer does for every call — copies a
+/// pointer; a name made at run time (a `String`, an `Arc<str>`) is shared,
+/// and a clone counts one more reference. Nothing is interned: a name made
+/// per host lives as long as the timeouts holding it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rebound::timeout::DependencyName;
+///
+/// let literal = DependencyName::from("inventory");
+/// let made = DependencyName::from(format!("inventory-{}", 2));
+/// let shared = DependencyName::from(Arc::<str>::from("inventory"));
+/// assert_eq!(literal.as_str(), "inventory");
+/// assert_eq!(made.as_str(), "inventory-2");
+/// assert_eq!(literal, shared);
+/// ```
+#[derive(Clone)]
+pub struct DependencyName(Name);
+
+#[derive(Clone)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl DependencyName {
+    /// `"default"`, the name of a dependency nobody named.
+    pub const DEFAULT: DependencyName = DependencyName(Name::Static("default"));
+
+    /// The name.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
+    }
+
+    /// The name as a metrics label value, without copying the text.
+    pub(crate) fn label(&self) -> metrics::SharedString {
+        match &self.0 {
+            Name::Static(s) => metrics::SharedString::const_str(s),
+            Name::Shared(s) => metrics::SharedString::from(Arc::clone(s)),
+        }
+    }
+}
+
+impl Default for DependencyName {
+    fn default() -> Self {
+        DependencyName::DEFAULT
+    }
+}
+
+impl From<&'static str> for DependencyName {
+    fn from(name: &'static str) -> Self {
+        DependencyName(Name::Static(name))
+    }
+}
+
+impl From<Arc<str>> for DependencyName {
+    fn from(name: Arc<str>) -> Self {
+        DependencyName(Name::Shared(name))
+    }
+}
+
+impl From<String> for DependencyName {
+    fn from(name: String) -> Self {
+        DependencyName(Name::Shared(name.into()))
+    }
+}
+
+impl From<&String> for DependencyName {
+    fn from(name: &String) -> Self {
+        DependencyName(Name::Shared(name.as_str().into()))
+    }
+}
+
+impl From<Box<str>> for DependencyName {
+    fn from(name: Box<str>) -> Self {
+        DependencyName(Name::Shared(name.into()))
+    }
+}
+
+impl From<Cow<'static, str>> for DependencyName {
+    fn from(name: Cow<'static, str>) -> Self {
+        match name {
+            Cow::Borrowed(s) => s.into(),
+            Cow::Owned(s) => s.into(),
+        }
+    }
+}
+
+impl AsRef<str> for DependencyName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for DependencyName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for DependencyName {}
+
+impl fmt::Debug for DependencyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for DependencyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts a cut-off call: `dependency_timeout_total{dependency}` and a
+/// tracing event. Out of line: only the time-out path comes here.
+#[cold]
+#[inline(never)]
+pub(crate) fn record_timeout(dependency: &DependencyName, after: Duration) {
+    metrics::counter!(
+        telemetry::DEPENDENCY_TIMEOUT_TOTAL,
+        telemetry::DEPENDENCY_LABEL => dependency.label()
+    )
+    .increment(1);
+    tracing::debug!(dependency = dependency.as_str(), ?after, "call timed out");
 }
 
 /// A call was cut off by a [`Timeout`].
@@ -86,14 +223,15 @@ impl Timeout {
         check::non_zero_duration("timeout", "timeout", limit)?;
         Ok(Timeout {
             limit,
-            dependency: Arc::from("default"),
+            dependency: DependencyName::DEFAULT,
         })
     }
 
     /// Names the dependency for the `dependency` label of
-    /// `dependency_timeout_total`. Default `"default"`.
+    /// `dependency_timeout_total`: a literal, a `String` or an `Arc<str>`
+    /// (see [`DependencyName`]). Default `"default"`.
     #[must_use]
-    pub fn dependency(mut self, name: impl Into<Arc<str>>) -> Self {
+    pub fn dependency(mut self, name: impl Into<DependencyName>) -> Self {
         self.dependency = name.into();
         self
     }
@@ -110,12 +248,7 @@ impl Timeout {
         match tokio::time::timeout(self.limit, fut).await {
             Ok(v) => Ok(v),
             Err(_) => {
-                telemetry::incr(telemetry::DEPENDENCY_TIMEOUT_TOTAL, &self.dependency);
-                tracing::debug!(
-                    dependency = &*self.dependency,
-                    after = ?self.limit,
-                    "call timed out"
-                );
+                record_timeout(&self.dependency, self.limit);
                 Err(Elapsed::new(self.limit))
             }
         }

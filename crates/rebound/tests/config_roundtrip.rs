@@ -262,7 +262,8 @@ failure_ratio = 1.5
     assert_eq!(e.path(), "dependencies.a.failure_ratio");
     assert_eq!(e.line(), Some(6), "{e}");
     // A field in a sub-table with its own header, after an inline table.
-    let src = "[dependencies.c]\nretry = { max_attempts = 3 }\n[dependencies.c.breaker]\nmin_calls = 0\n";
+    let src =
+        "[dependencies.c]\nretry = { max_attempts = 3 }\n[dependencies.c.breaker]\nmin_calls = 0\n";
     let e = Policies::from_toml_str(src).unwrap_err();
     assert_eq!(e.line(), Some(4), "{e}");
 }

@@ -397,3 +397,318 @@ async fn fallback_layer_answers_covered_causes_only() {
     reply.send_error(io("500"));
     assert_eq!(call.await.unwrap_err().to_string(), "500");
 }
+
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    metrics_util::debugging::DebugValue,
+)>;
+
+/// Takes the recorder's snapshot once (reading resets its counters).
+fn take(snap: &metrics_util::debugging::Snapshotter) -> Snapshot {
+    snap.snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| (k, v))
+        .collect()
+}
+
+/// The sum of counter `name` over the series carrying all of `labels`.
+fn counter(snap: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+    snap.iter()
+        .filter(|(k, _)| k.key().name() == name)
+        .filter(|(k, _)| {
+            labels
+                .iter()
+                .all(|(l, v)| k.key().labels().any(|x| x.key() == *l && x.value() == *v))
+        })
+        .map(|(_, v)| match v {
+            metrics_util::debugging::DebugValue::Counter(c) => *c,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// What a scripted service answers, in order: a value, an error, or
+/// (`None`) nothing ever.
+type Script = Vec<Option<Result<u16, &'static str>>>;
+
+/// A service answering from a script, at once; `None` never answers.
+fn scripted(
+    script: Script,
+) -> impl Service<(), Response = u16, Error = BoxError, Future = BoxFuture<u16>> + Clone {
+    let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
+        script,
+    )));
+    tower::service_fn(move |()| {
+        let next = script.lock().unwrap().pop_front().expect("scripted");
+        let fut: BoxFuture<u16> = match next {
+            Some(Ok(v)) => Box::pin(std::future::ready(Ok(v))),
+            Some(Err(e)) => Box::pin(std::future::ready(Err(io(e)))),
+            None => Box::pin(std::future::pending()),
+        };
+        fut
+    })
+}
+
+type BoxFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BoxError>> + Send>>;
+
+#[tokio::test(start_paused = true)]
+async fn timeout_labels_literal_and_run_time_names_alike() {
+    use rebound::timeout::DependencyName;
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    let names: [DependencyName; 4] = [
+        "inventory".into(),
+        String::from("payments").into(),
+        std::sync::Arc::<str>::from("search").into(),
+        DependencyName::default(),
+    ];
+    for name in names {
+        let layer = TimeoutLayer::new(100 * MS).unwrap().dependency(name);
+        let mut svc = layer.layer(scripted(vec![None]));
+        ready(&mut svc).await.unwrap();
+        let err = svc.call(()).await.unwrap_err();
+        assert_eq!(err.downcast_ref::<Elapsed>().unwrap().after(), 100 * MS);
+    }
+    // The closure API's timeout takes the same names.
+    let t = rebound::Timeout::new(50 * MS)
+        .unwrap()
+        .dependency("inventory");
+    assert!(t.run(std::future::pending::<()>()).await.is_err());
+
+    let s = take(&snap);
+    let timeouts = |dep| counter(&s, "dependency_timeout_total", &[("dependency", dep)]);
+    assert_eq!(timeouts("inventory"), 2);
+    assert_eq!(timeouts("payments"), 1);
+    assert_eq!(timeouts("search"), 1);
+    assert_eq!(timeouts("default"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_limit_runs_from_the_call_not_the_first_poll() {
+    let (mock, mut handle) = mock::pair::<u32, u32>();
+    let mut svc = TimeoutLayer::new(100 * MS).unwrap().layer(mock);
+    handle.allow(3);
+
+    // Called at t0, first polled at t0 + 60 ms: cut at t0 + 100 ms.
+    ready(&mut svc).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    let late = svc.call(1);
+    let (_, reply) = handle.next_request().await.unwrap();
+    tokio::time::advance(60 * MS).await;
+    assert!(late.await.unwrap_err().is::<Elapsed>());
+    assert_eq!(tokio::time::Instant::now() - t0, 100 * MS);
+    drop(reply);
+
+    // First polled after its deadline while still pending: cut at once.
+    ready(&mut svc).await.unwrap();
+    let expired = svc.call(2);
+    let (_, reply) = handle.next_request().await.unwrap();
+    tokio::time::advance(150 * MS).await;
+    let mut expired = task::spawn(expired);
+    let err = match expired.poll() {
+        std::task::Poll::Ready(r) => r.unwrap_err(),
+        std::task::Poll::Pending => panic!("past its deadline"),
+    };
+    assert_eq!(err.downcast_ref::<Elapsed>().unwrap().after(), 100 * MS);
+    drop(reply);
+
+    // Answered before its first poll, even past the deadline: the answer.
+    ready(&mut svc).await.unwrap();
+    let answered = svc.call(3);
+    let (_, reply) = handle.next_request().await.unwrap();
+    reply.send_response(30);
+    tokio::time::advance(150 * MS).await;
+    assert_eq!(answered.await.unwrap(), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_classifies_each_outcome_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let classifier = {
+        let asked = asked.clone();
+        move |o: rebound::Outcome<'_, u16, BoxError>| {
+            asked.fetch_add(1, Ordering::Relaxed);
+            match o {
+                rebound::Outcome::Ok(503) | rebound::Outcome::Err(_) => rebound::Decision::Retry,
+                rebound::Outcome::Timeout(_) => rebound::Decision::Retry,
+                rebound::Outcome::Ok(_) => rebound::Decision::DoNotRetry,
+            }
+        }
+    };
+    let plain = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::constant(MS))
+        .build()
+        .unwrap();
+    // Guarded: its state is made before the first attempt.
+    let guarded = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::constant(MS))
+        .breaker(CircuitBreaker::builder().build().unwrap())
+        .build()
+        .unwrap();
+    for policy in [plain, guarded] {
+        let layer = RetryLayer::new(policy).classify(classifier.clone());
+        let cases: [(Script, u16, usize); 3] = [
+            (vec![Some(Ok(200))], 200, 1),
+            (vec![Some(Ok(503)), Some(Ok(200))], 200, 2),
+            (
+                vec![Some(Err("reset")), Some(Ok(503)), Some(Ok(201))],
+                201,
+                3,
+            ),
+        ];
+        for (script, answer, classified) in cases {
+            asked.store(0, Ordering::Relaxed);
+            let mut svc = layer.layer(scripted(script));
+            ready(&mut svc).await.unwrap();
+            assert_eq!(svc.call(()).await.unwrap(), answer);
+            assert_eq!(asked.load(Ordering::Relaxed), classified);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_layer_counts_retries_and_give_ups_under_the_dependency() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let policy = RetryPolicy::builder()
+        .dependency("inventory")
+        .max_attempts(2)
+        .backoff(Backoff::constant(MS))
+        .build()
+        .unwrap();
+    let layer = RetryLayer::new(policy);
+
+    // A success at once counts nothing.
+    let mut svc = layer.layer(scripted(vec![Some(Ok(200))]));
+    ready(&mut svc).await.unwrap();
+    assert_eq!(svc.call(()).await.unwrap(), 200);
+    assert!(take(&snap)
+        .iter()
+        .all(|(_, v)| v == &metrics_util::debugging::DebugValue::Counter(0)));
+
+    // One retry, then a success.
+    let mut svc = layer.layer(scripted(vec![Some(Err("reset")), Some(Ok(200))]));
+    ready(&mut svc).await.unwrap();
+    assert_eq!(svc.call(()).await.unwrap(), 200);
+    // One retry, then given up.
+    let mut svc = layer.layer(scripted(vec![Some(Err("reset")), Some(Err("503"))]));
+    ready(&mut svc).await.unwrap();
+    let err = svc.call(()).await.unwrap_err();
+    let failed = err.downcast_ref::<RetryFailed>().unwrap();
+    assert_eq!(
+        (failed.stop(), failed.attempts()),
+        (Stop::AttemptsExhausted, 2)
+    );
+    assert_eq!(failed.last_error().unwrap().to_string(), "503");
+
+    // A breaker below refuses the first attempt: stopped at once.
+    let cb = CircuitBreaker::builder().build().unwrap();
+    cb.isolate();
+    let mut svc = layer.layer(BreakerLayer::new(cb).layer(scripted(vec![])));
+    ready(&mut svc).await.unwrap();
+    let err = svc.call(()).await.unwrap_err();
+    let failed = err.downcast_ref::<RetryFailed>().unwrap();
+    assert_eq!((failed.stop(), failed.attempts()), (Stop::BreakerOpen, 1));
+
+    let s = take(&snap);
+    let dep = ("dependency", "inventory");
+    assert_eq!(counter(&s, "retry_attempts_total", &[dep]), 2);
+    assert_eq!(
+        counter(&s, "retry_exhausted_total", &[dep, ("reason", "attempts")]),
+        1
+    );
+    assert_eq!(
+        counter(
+            &s,
+            "retry_exhausted_total",
+            &[dep, ("reason", "breaker_open")]
+        ),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_attempt_timeout_without_other_guards_cuts_and_retries() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let policy = RetryPolicy::builder()
+        .dependency("inventory")
+        .max_attempts(2)
+        .attempt_timeout(100 * MS)
+        .backoff(Backoff::constant(10 * MS))
+        .build()
+        .unwrap();
+    let layer = RetryLayer::new(policy);
+
+    // Cut at 100 ms, retried after 10 ms, answered at once.
+    let mut svc = layer.layer(scripted(vec![None, Some(Ok(200))]));
+    ready(&mut svc).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(svc.call(()).await.unwrap(), 200);
+    assert_eq!(tokio::time::Instant::now() - t0, 110 * MS);
+
+    // Both attempts cut: the last failure is the timeout.
+    let mut svc = layer.layer(scripted(vec![None, None]));
+    ready(&mut svc).await.unwrap();
+    let err = svc.call(()).await.unwrap_err();
+    let failed = err.downcast_ref::<RetryFailed>().unwrap();
+    assert_eq!(
+        (failed.stop(), failed.attempts()),
+        (Stop::AttemptsExhausted, 2)
+    );
+    assert!(failed.timed_out());
+    let elapsed = failed
+        .last_error()
+        .unwrap()
+        .downcast_ref::<Elapsed>()
+        .unwrap();
+    assert_eq!(elapsed.after(), 100 * MS);
+
+    let s = take(&snap);
+    let dep = ("dependency", "inventory");
+    assert_eq!(counter(&s, "dependency_timeout_total", &[dep]), 3);
+    assert_eq!(counter(&s, "retry_attempts_total", &[dep]), 2);
+}
+
+#[tokio::test]
+async fn retry_with_a_breaker_in_its_policy_records_every_attempt() {
+    let cb = CircuitBreaker::consecutive_failures(2).build().unwrap();
+    let policy = RetryPolicy::builder()
+        .max_attempts(1)
+        .breaker(cb.clone())
+        .build()
+        .unwrap();
+    let layer = RetryLayer::new(policy);
+    let script = vec![
+        Some(Err("503")),
+        Some(Ok(200)), // resets the run of failures
+        Some(Err("503")),
+        Some(Err("503")), // the second in a row: opens
+    ];
+    let mut svc = layer.layer(scripted(script));
+    let mut results = Vec::new();
+    for _ in 0..4 {
+        ready(&mut svc).await.unwrap();
+        results.push(svc.call(()).await.is_ok());
+        if results.len() == 3 {
+            assert_eq!(cb.state(), rebound::breaker::State::Closed);
+        }
+    }
+    assert_eq!(results, [false, true, false, false]);
+    assert_eq!(cb.state(), rebound::breaker::State::Open);
+
+    // Refused before any attempt.
+    ready(&mut svc).await.unwrap();
+    let err = svc.call(()).await.unwrap_err();
+    let failed = err.downcast_ref::<RetryFailed>().unwrap();
+    assert_eq!((failed.stop(), failed.attempts()), (Stop::BreakerOpen, 0));
+}

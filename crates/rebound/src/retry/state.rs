@@ -78,6 +78,19 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Attempt `number` under a policy whose attempts are plain: the
+    /// policy's attempt timeout, no permits.
+    #[inline]
+    fn plain(policy: &RetryPolicy, number: u32) -> Self {
+        Attempt {
+            number,
+            timeout: policy.attempt_timeout,
+            cut_by_deadline: false,
+            permit: None,
+            throttle: None,
+        }
+    }
+
     /// The attempt's number, 1 for the first.
     pub fn number(&self) -> u32 {
         self.number
@@ -93,6 +106,34 @@ impl Attempt {
     /// rather than the per-attempt timeout.
     pub fn cut_by_deadline(&self) -> bool {
         self.cut_by_deadline
+    }
+}
+
+impl RetryPolicy {
+    /// Whether starting an attempt consults nothing that can refuse it or
+    /// must be held while it runs — no total timeout (deadline), adaptive
+    /// throttle or circuit breaker — so it only counts the attempt (and a
+    /// first one's request to the budget) and hands out the attempt
+    /// timeout.
+    #[inline]
+    pub(crate) fn attempts_are_plain(&self) -> bool {
+        self.total_timeout.is_none() && self.throttle.is_none() && self.breaker.is_none()
+    }
+
+    /// What starting a call's first attempt tells the budget.
+    #[inline]
+    pub(crate) fn record_request(&self) {
+        if let Some(b) = &self.budget {
+            b.record_request();
+        }
+    }
+
+    /// What an accepted attempt tells the budget.
+    #[inline]
+    pub(crate) fn record_success(&self) {
+        if let Some(b) = &self.budget {
+            b.record_success();
+        }
     }
 }
 
@@ -160,27 +201,34 @@ impl RetryState {
     /// breaker refuses it.
     #[inline]
     pub fn begin_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
-        // Nothing to consult (no deadline, throttle, breaker or budget): the
+        // Nothing that can refuse (no deadline, throttle or breaker): the
         // same answer as the full path below, small enough to inline.
-        if self.deadline.is_none()
-            && policy.throttle.is_none()
-            && policy.breaker.is_none()
-            && policy.budget.is_none()
-        {
+        if policy.attempts_are_plain() {
             self.attempts += 1;
-            return Ok(Attempt {
-                number: self.attempts,
-                timeout: policy.attempt_timeout,
-                cut_by_deadline: false,
-                permit: None,
-                throttle: None,
-            });
+            if self.attempts == 1 {
+                policy.record_request();
+            }
+            return Ok(Attempt::plain(policy, self.attempts));
         }
         self.begin_guarded_attempt(policy)
     }
 
-    /// [`begin_attempt`](Self::begin_attempt) when a deadline, throttle,
-    /// breaker or budget must be consulted.
+    /// The state of a call under a policy whose [attempts are
+    /// plain](RetryPolicy::attempts_are_plain), and its first attempt, as
+    /// [`begin_attempt`](Self::begin_attempt) would have made them — for a
+    /// driver that started the first attempt without a state
+    /// ([`RetryPolicy::record_request`] called) and needs one only once the
+    /// attempt did not succeed.
+    #[cfg(feature = "tower")]
+    pub(crate) fn after_plain_first_attempt(policy: &RetryPolicy) -> (Self, Attempt) {
+        debug_assert!(policy.attempts_are_plain());
+        let mut state = RetryState::new(policy);
+        state.attempts = 1;
+        (state, Attempt::plain(policy, 1))
+    }
+
+    /// [`begin_attempt`](Self::begin_attempt) when a deadline, throttle or
+    /// breaker must be consulted.
     #[inline(never)]
     fn begin_guarded_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
         let remaining = match self.deadline {
@@ -207,9 +255,7 @@ impl RetryState {
         };
         self.attempts += 1;
         if self.attempts == 1 {
-            if let Some(b) = &policy.budget {
-                b.record_request();
-            }
+            policy.record_request();
         }
         let (timeout, cut_by_deadline) = match (policy.attempt_timeout, remaining) {
             (Some(a), Some(r)) if r < a => (Some(r), true),
@@ -276,9 +322,7 @@ impl RetryState {
             Decision::DoNotRetry => {
                 return match outcome {
                     Outcome::Ok(_) => {
-                        if let Some(b) = &policy.budget {
-                            b.record_success();
-                        }
+                        policy.record_success();
                         if attempt.number > 1 {
                             tracing::debug!(
                                 dependency = &**dep,

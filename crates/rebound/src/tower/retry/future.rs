@@ -5,15 +5,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::error::RetryFailed;
 use super::Shared;
-use crate::classify::{Classifier, Outcome};
-use crate::retry::{Attempt, Next, RetryState, Stop};
+use crate::classify::{Classifier, Decision, Outcome};
+use crate::retry::{Attempt, Next, RetryPolicy, RetryState, Stop};
 use crate::tower::timeout::error::Elapsed;
-use tokio::time::Sleep;
-
 use crate::tower::{refusal, BoxError};
 
 pin_project! {
@@ -34,36 +33,94 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        attempt: Option<Attempt>,
-        retry: RetryState,
         shared: Arc<Shared<C>>,
         svc: S,
         req: Option<Req>,
-        // Allocated once, and only when first needed (an attempt timeout, or
-        // a failure to retry): a plain success path neither carries nor
-        // moves a timer or a kept result.
-        slow: Option<Pin<Box<Slow<S::Response>>>>,
+        // What a plain call does without, allocated once and only when first
+        // needed: by a guarded policy (one whose attempts are not plain), an attempt timeout
+        // or a retry. A plain success neither builds, carries nor moves it,
+        // so the future stays small (the caller moves it at least twice).
+        rare: Option<Pin<Box<Rare<S::Response>>>>,
     }
 }
 
 pin_project! {
-    // The rarely used part of the future: the timer and the result kept
-    // while waiting to retry.
-    struct Slow<T> {
+    // The rarely used part of the future.
+    struct Rare<T> {
+        // The call's sans-IO state; made before the first attempt under a
+        // guarded policy, after it (only if needed) when attempts are plain.
+        track: Option<Track>,
         #[pin]
-        sleep: Sleep,
-        // Off once the timer has fired and no new limit was set.
-        armed: bool,
+        timer: Timer,
+        // The result kept while waiting to retry.
         last: Option<Result<T, BoxError>>,
     }
 }
 
-impl<T> Slow<T> {
-    fn new(d: Duration) -> Self {
-        Slow {
-            sleep: tokio::time::sleep(d),
-            armed: true,
+impl<T> Rare<T> {
+    /// Without the call's state: the first attempt of a call whose attempts
+    /// are plain.
+    fn untracked(timeout: Option<Duration>) -> Pin<Box<Self>> {
+        Box::pin(Rare {
+            track: None,
+            timer: Timer::new(timeout),
             last: None,
+        })
+    }
+}
+
+/// The retry state of one call and its attempt in flight.
+struct Track {
+    retry: RetryState,
+    attempt: Option<Attempt>,
+}
+
+pin_project! {
+    // A timer made on first use and re-armed after.
+    #[project = TimerProj]
+    enum Timer {
+        Unset,
+        Set {
+            #[pin]
+            sleep: Sleep,
+            // Off once the timer has fired and no new limit was set.
+            armed: bool,
+        },
+    }
+}
+
+impl Timer {
+    /// A timer firing after `d`, or none.
+    fn new(d: Option<Duration>) -> Self {
+        match d {
+            Some(d) => Timer::Set {
+                sleep: tokio::time::sleep(d),
+                armed: true,
+            },
+            None => Timer::Unset {},
+        }
+    }
+
+    /// Sets the timer to fire after `d`, or turns it off.
+    fn arm(mut self: Pin<&mut Self>, d: Option<Duration>) {
+        match (d, self.as_mut().project()) {
+            (Some(d), TimerProj::Set { sleep, armed }) => {
+                sleep.reset(tokio::time::Instant::now() + d);
+                *armed = true;
+            }
+            (Some(d), TimerProj::Unset {}) => self.set(Timer::new(Some(d))),
+            // Only ever after the timer fired (a retry delay), so nothing is
+            // left registered with the timer driver.
+            (None, TimerProj::Set { armed, .. }) => *armed = false,
+            (None, TimerProj::Unset {}) => {}
+        }
+    }
+
+    /// Ready when armed and expired; never when off.
+    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project() {
+            TimerProj::Set { sleep, armed: true } => sleep.poll(cx),
+            _ => Poll::Pending,
         }
     }
 }
@@ -74,50 +131,85 @@ where
     Req: Clone,
 {
     #[inline]
-    pub(crate) fn new(mut svc: S, req: Req, shared: Arc<Shared<C>>) -> Self {
+    pub(crate) fn new(svc: S, req: Req, shared: Arc<Shared<C>>) -> Self {
+        if !shared.plain {
+            return Self::guarded(svc, req, shared);
+        }
+        // `RetryState::begin_attempt` for a first attempt under a policy
+        // whose attempts are plain, without making the state.
+        shared.policy.record_request();
+        let rare = shared
+            .policy
+            .attempt_timeout
+            .map(|d| Rare::untracked(Some(d)));
+        Self::calling(svc, req, shared, rare)
+    }
+
+    /// [`new`](Self::new) under a policy whose state must be made, and
+    /// asked, before the first attempt. ([`Track::start`] written out: the
+    /// large state is then built once, in place, not moved through a
+    /// `Result`.)
+    #[inline]
+    fn guarded(svc: S, req: Req, shared: Arc<Shared<C>>) -> Self {
         let policy = &shared.policy;
-        // `RetryPolicy::start`, but inlinable across crates.
         let mut retry = RetryState::new(policy);
         match retry.begin_attempt(policy) {
             Ok(a) => {
-                // No copy is kept when there will be no second attempt.
-                let (now, keep) = if policy.max_attempts > 1 {
-                    (req.clone(), Some(req))
-                } else {
-                    (req, None)
-                };
-                let slow = a.timeout().map(|d| Box::pin(Slow::new(d)));
-                let fut = svc.call(now);
-                ResponseFuture {
-                    state: State::Calling { fut },
-                    attempt: Some(a),
-                    retry,
-                    shared,
-                    svc,
-                    req: keep,
-                    slow,
-                }
+                let timer = Timer::new(a.timeout());
+                let rare = Box::pin(Rare {
+                    track: Some(Track {
+                        retry,
+                        attempt: Some(a),
+                    }),
+                    timer,
+                    last: None,
+                });
+                Self::calling(svc, req, shared, Some(rare))
             }
             Err(stop) => {
                 let stop = retry.abort(policy, stop);
                 ResponseFuture {
                     state: State::Refused { stop },
-                    attempt: None,
-                    retry,
                     shared,
                     svc,
                     req: None,
-                    slow: None,
+                    rare: None,
                 }
             }
         }
     }
+
+    /// Makes the first attempt.
+    #[inline]
+    fn calling(
+        mut svc: S,
+        req: Req,
+        shared: Arc<Shared<C>>,
+        rare: Option<Pin<Box<Rare<S::Response>>>>,
+    ) -> Self {
+        // No copy is kept when there will be no second attempt.
+        let (now, keep) = if shared.policy.max_attempts > 1 {
+            (req.clone(), Some(req))
+        } else {
+            (req, None)
+        };
+        let fut = svc.call(now);
+        ResponseFuture {
+            state: State::Calling { fut },
+            shared,
+            svc,
+            req: keep,
+            rare,
+        }
+    }
 }
 
+/// What an attempt produced.
 enum Got<T> {
     Value(T),
     Error(BoxError),
-    TimedOut(Duration),
+    /// Cut off by the attempt's timeout.
+    TimedOut,
 }
 
 impl<S, Req, C> Future for ResponseFuture<S, Req, C>
@@ -136,86 +228,126 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { fut } => {
-                    let got = match fut.poll(cx) {
-                        Poll::Ready(Ok(v)) => Got::Value(v),
-                        Poll::Ready(Err(e)) => Got::Error(e.into()),
-                        Poll::Pending => {
-                            ready!(poll_timer(this.slow, cx));
-                            let limit = this
-                                .attempt
-                                .as_ref()
-                                .and_then(Attempt::timeout)
-                                .unwrap_or_default();
-                            Got::TimedOut(limit)
-                        }
-                    };
-                    let attempt = this.attempt.take().expect("an attempt is in flight");
-                    if let Got::Error(e) = &got {
-                        if let Some(stop) = refusal(&**e) {
-                            drop(attempt);
-                            let stop = this.retry.abort(policy, stop);
-                            let Got::Error(e) = got else { unreachable!() };
-                            return Poll::Ready(Err(failed(stop, this.retry.attempts(), Some(e))));
-                        }
-                    }
-                    let outcome = match &got {
-                        Got::Value(v) => Outcome::Ok(v),
-                        Got::Error(e) => Outcome::Err(e),
-                        Got::TimedOut(d) => Outcome::Timeout(*d),
-                    };
-                    let decision = this.shared.classifier.classify(outcome);
-                    let next = this.retry.on_outcome(policy, attempt, outcome, decision);
-                    let result = match got {
-                        Got::Value(v) => Ok(v),
-                        Got::Error(e) => Err(e),
-                        Got::TimedOut(d) => Err(Elapsed::new(d).into()),
-                    };
-                    match next {
-                        Next::Stop(stop) => {
-                            return Poll::Ready(match result {
-                                Ok(v) => Ok(v),
-                                Err(e) => Err(failed(stop, this.retry.attempts(), Some(e))),
-                            })
-                        }
-                        Next::Retry { delay } => {
-                            arm(this.slow, Some(delay));
-                            if let Some(slow) = this.slow.as_mut() {
-                                *slow.as_mut().project().last = Some(result);
+                    let (got, decision) = match fut.poll(cx) {
+                        Poll::Ready(Ok(v)) => {
+                            let decision = this.shared.classifier.classify(Outcome::Ok(&v));
+                            if decision == Decision::DoNotRetry
+                                && this.rare.as_ref().is_none_or(|r| r.track.is_none())
+                            {
+                                // The first attempt of a call whose attempts
+                                // are plain, accepted: `on_outcome` would
+                                // tell the budget and answer
+                                // `Stop::Succeeded`.
+                                policy.record_success();
+                                return Poll::Ready(Ok(v));
                             }
-                            this.state.set(State::Waiting {});
+                            (Got::Value(v), Some(decision))
                         }
+                        Poll::Ready(Err(e)) => (Got::Error(e.into()), None),
+                        Poll::Pending => match this.rare.as_mut() {
+                            Some(r) => {
+                                ready!(r.as_mut().project().timer.poll_expired(cx));
+                                (Got::TimedOut, None)
+                            }
+                            None => return Poll::Pending,
+                        },
+                    };
+                    let classifier = &this.shared.classifier;
+                    if let Some(r) = settle(policy, classifier, this.rare, got, decision) {
+                        return Poll::Ready(r);
                     }
+                    this.state.set(State::Waiting {});
                 }
                 StateProj::Waiting {} => {
-                    ready!(poll_timer(this.slow, cx));
+                    let rare = this.rare.as_mut().expect("made before a retry");
+                    ready!(rare.as_mut().project().timer.poll_expired(cx));
                     this.state.set(State::Readying {});
                 }
                 StateProj::Readying {} => {
                     if let Err(e) = ready!(this.svc.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
-                    match this.retry.begin_attempt(policy) {
+                    let rare = this.rare.as_mut().expect("made before a retry");
+                    let rare = rare.as_mut().project();
+                    let track = rare.track.as_mut().expect("made before a retry");
+                    match track.retry.begin_attempt(policy) {
                         Ok(a) => {
-                            arm(this.slow, a.timeout());
+                            rare.timer.arm(a.timeout());
                             let req = this.req.clone().expect("kept for retries");
                             let fut = this.svc.call(req);
-                            *this.attempt = Some(a);
+                            track.attempt = Some(a);
                             this.state.set(State::Calling { fut });
                         }
                         Err(stop) => {
-                            let stop = this.retry.abort(policy, stop);
-                            return Poll::Ready(finish(
-                                stop,
-                                this.retry.attempts(),
-                                this.slow
-                                    .as_mut()
-                                    .and_then(|s| s.as_mut().project().last.take()),
-                            ));
+                            let stop = track.retry.abort(policy, stop);
+                            let attempts = track.retry.attempts();
+                            return Poll::Ready(finish(stop, attempts, rare.last.take()));
                         }
                     }
                 }
                 StateProj::Refused { stop } => return Poll::Ready(Err(failed(*stop, 0, None))),
             }
+        }
+    }
+}
+
+/// Reports what an attempt produced to the call's state (made here, for
+/// a plain first attempt): the call's result when it stops, or
+/// `None` with the timer armed for the retry delay and the result kept.
+/// `decision` is the classifier's answer for a value, already asked; an
+/// error or a timeout is classified here, after the refusal check. A plain
+/// success never comes here.
+#[inline]
+fn settle<T, C: Classifier<T, BoxError>>(
+    policy: &RetryPolicy,
+    classifier: &C,
+    rare: &mut Option<Pin<Box<Rare<T>>>>,
+    got: Got<T>,
+    decision: Option<Decision>,
+) -> Option<Result<T, BoxError>> {
+    let rare = rare.get_or_insert_with(|| Rare::untracked(None));
+    let rare = rare.as_mut().project();
+    // The state of a call whose attempts are plain, made as it would have
+    // been before its first attempt.
+    let track = rare.track.get_or_insert_with(|| {
+        let (retry, attempt) = RetryState::after_plain_first_attempt(policy);
+        Track {
+            retry,
+            attempt: Some(attempt),
+        }
+    });
+    let attempt = track.attempt.take().expect("an attempt is in flight");
+    // The limit that ran out, if one did: the one the attempt was given.
+    let limit = attempt.timeout().unwrap_or_default();
+    if let Got::Error(e) = &got {
+        if let Some(stop) = refusal(&**e) {
+            drop(attempt);
+            let stop = track.retry.abort(policy, stop);
+            let Got::Error(e) = got else { unreachable!() };
+            return Some(Err(failed(stop, track.retry.attempts(), Some(e))));
+        }
+    }
+    let outcome = || match &got {
+        Got::Value(v) => Outcome::Ok(v),
+        Got::Error(e) => Outcome::Err(e),
+        Got::TimedOut => Outcome::Timeout(limit),
+    };
+    let decision = decision.unwrap_or_else(|| classifier.classify(outcome()));
+    let next = track.retry.on_outcome(policy, attempt, outcome(), decision);
+    let result = match got {
+        Got::Value(v) => Ok(v),
+        Got::Error(e) => Err(e),
+        Got::TimedOut => Err(Elapsed::new(limit).into()),
+    };
+    match next {
+        Next::Stop(stop) => Some(match result {
+            Ok(v) => Ok(v),
+            Err(e) => Err(failed(stop, track.retry.attempts(), Some(e))),
+        }),
+        Next::Retry { delay } => {
+            rare.timer.arm(Some(delay));
+            *rare.last = Some(result);
+            None
         }
     }
 }
@@ -237,34 +369,66 @@ fn failed(stop: Stop, attempts: u32, last: Option<BoxError>) -> BoxError {
     RetryFailed::new(stop, attempts, last).into()
 }
 
-/// Sets the timer to fire after `d` (allocating it the first time only), or
-/// turns it off.
-fn arm<T>(slow: &mut Option<Pin<Box<Slow<T>>>>, d: Option<Duration>) {
-    match (d, slow.as_mut()) {
-        (Some(d), Some(s)) => {
-            let s = s.as_mut().project();
-            s.sleep.reset(tokio::time::Instant::now() + d);
-            *s.armed = true;
-        }
-        (Some(d), None) => *slow = Some(Box::pin(Slow::new(d))),
-        // Only ever after the timer fired (a retry delay), so nothing is
-        // left registered with the timer driver.
-        (None, Some(s)) => *s.as_mut().project().armed = false,
-        (None, None) => {}
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BudgetSnapshot, CircuitBreaker, Clock, RetryBudget};
 
-/// Ready when the timer is armed and expired; never when off.
-fn poll_timer<T>(slow: &mut Option<Pin<Box<Slow<T>>>>, cx: &mut Context<'_>) -> Poll<()> {
-    match slow.as_mut() {
-        Some(s) => {
-            let s = s.as_mut().project();
-            if *s.armed {
-                s.sleep.poll(cx)
-            } else {
-                Poll::Pending
-            }
+    /// Making a plain call's state after its first attempt must give what
+    /// making it before would have, without telling the budget twice.
+    #[test]
+    fn a_plain_state_is_the_same_made_late() {
+        let (clock, time) = Clock::manual();
+        let budget = RetryBudget::ratio(0.1)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let policy = RetryPolicy::builder()
+            .attempt_timeout(Duration::from_millis(250))
+            .budget(budget.clone())
+            .clock(clock)
+            .build()
+            .unwrap();
+        assert!(policy.attempts_are_plain());
+        let mut early = policy.start();
+        let early_attempt = early.begin_attempt(&policy).unwrap();
+        let requests = |b: &RetryBudget| match b.snapshot() {
+            BudgetSnapshot::Ratio { requests, .. } => requests,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(requests(&budget), 1);
+        time.advance(Duration::from_secs(5));
+        let (late, late_attempt) = RetryState::after_plain_first_attempt(&policy);
+        assert_eq!(requests(&budget), 1, "the request is recorded once");
+        assert_eq!(format!("{early:?}"), format!("{late:?}"));
+        assert_eq!(format!("{early_attempt:?}"), format!("{late_attempt:?}"));
+        assert_eq!(late_attempt.number(), 1);
+        assert_eq!(late_attempt.timeout(), policy.attempt_timeout());
+        assert!(late.deadline().is_none());
+    }
+
+    #[test]
+    fn a_deadline_breaker_or_throttle_makes_attempts_guarded() {
+        let guarded = [
+            RetryPolicy::builder().total_timeout(Duration::from_secs(1)),
+            RetryPolicy::builder().breaker(CircuitBreaker::builder().build().unwrap()),
+            RetryPolicy::builder().throttle(
+                crate::throttle::AdaptiveThrottle::builder()
+                    .build()
+                    .unwrap(),
+            ),
+        ];
+        for b in guarded {
+            assert!(!b.build().unwrap().attempts_are_plain());
         }
-        None => Poll::Pending,
+        assert!(RetryPolicy::default().attempts_are_plain());
+        let with_budget = RetryPolicy::builder()
+            .budget(RetryBudget::ratio(0.1).build().unwrap())
+            .build()
+            .unwrap();
+        assert!(
+            with_budget.attempts_are_plain(),
+            "a budget refuses no attempt"
+        );
     }
 }

@@ -39,10 +39,7 @@ impl RetryLayer {
     /// default classifier).
     pub fn new(policy: RetryPolicy) -> Self {
         RetryLayer {
-            shared: Arc::new(Shared {
-                policy,
-                classifier: RetryErrors,
-            }),
+            shared: Arc::new(Shared::new(policy, RetryErrors)),
         }
     }
 }
@@ -54,10 +51,7 @@ impl<C> RetryLayer<C> {
     /// and timeout, accept every response.
     pub fn classify<C2>(self, classifier: C2) -> RetryLayer<C2> {
         RetryLayer {
-            shared: Arc::new(Shared {
-                policy: self.shared.policy.clone(),
-                classifier,
-            }),
+            shared: Arc::new(Shared::new(self.shared.policy.clone(), classifier)),
         }
     }
 

@@ -11,6 +11,14 @@
 //! from one of rebound's layers below (an open breaker, a full bulkhead, a
 //! throttle) is never retried: the call stops at once with that reason.
 //!
+//! **Cost.** Under a policy with nothing to consult before an attempt (no
+//! total timeout, breaker, budget or throttle), a call whose first attempt
+//! is accepted builds no retry state: the state is made only if an attempt
+//! fails or times out, and is then what it would have been if made at the
+//! start. What a call needs beyond that (a guarded policy's state, an
+//! attempt timer, the result kept while waiting to retry) shares one
+//! allocation, outside the response future, which so stays small.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_layer::Layer;
@@ -61,6 +69,20 @@ use crate::RetryPolicy;
 pub(crate) struct Shared<C> {
     pub(crate) policy: RetryPolicy,
     pub(crate) classifier: C,
+    /// Whether the policy's attempts are plain (no deadline, throttle or
+    /// breaker), so a call's state may wait until after its first attempt.
+    /// The policy never changes, so asked once.
+    pub(crate) plain: bool,
+}
+
+impl<C> Shared<C> {
+    pub(crate) fn new(policy: RetryPolicy, classifier: C) -> Self {
+        Shared {
+            plain: policy.attempts_are_plain(),
+            policy,
+            classifier,
+        }
+    }
 }
 
 /// Retries calls of the inner service under a [`RetryPolicy`]. Made by
@@ -100,7 +122,7 @@ impl<S, C> Retry<S, C> {
     pub fn with_classifier(inner: S, policy: RetryPolicy, classifier: C) -> Self {
         Retry {
             inner,
-            shared: Arc::new(Shared { policy, classifier }),
+            shared: Arc::new(Shared::new(policy, classifier)),
         }
     }
 

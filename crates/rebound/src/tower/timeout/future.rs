@@ -1,14 +1,13 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::error::Elapsed;
-use crate::telemetry;
+use crate::timeout::{record_timeout, DependencyName};
 use crate::tower::BoxError;
 
 pin_project! {
@@ -17,21 +16,48 @@ pin_project! {
         #[pin]
         inner: F,
         #[pin]
-        sleep: Sleep,
+        timer: Timer,
         limit: Duration,
-        dependency: Arc<str>,
+        // A copied pointer for a literal name, a shared one (a reference
+        // count) for a name made at run time; read on the time-out path only.
+        dependency: DependencyName,
+    }
+}
+
+pin_project! {
+    // The limit runs from the call; the timer is made only if the inner
+    // future is still pending when first polled. A call that completes at
+    // once (a cache, a refusal from a layer below) never touches the timer
+    // driver, and one that waits sleeps until the same deadline.
+    #[project = TimerProj]
+    enum Timer {
+        Unarmed { deadline: Instant },
+        Armed { #[pin] sleep: Sleep },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, sleep: Sleep, limit: Duration, dependency: Arc<str>) -> Self {
+    /// Starts the limit now.
+    #[inline]
+    pub(crate) fn new(inner: F, limit: Duration, dependency: DependencyName) -> Self {
         ResponseFuture {
             inner,
-            sleep,
+            timer: Timer::Unarmed {
+                deadline: deadline_after(limit),
+            },
             limit,
             dependency,
         }
     }
+}
+
+/// When a limit starting now runs out, as [`tokio::time::sleep`] computes
+/// it (a limit past the clock's range ends about 30 years from now).
+#[inline]
+fn deadline_after(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 impl<F, T, E> Future for ResponseFuture<F>
@@ -47,15 +73,18 @@ where
         if let Poll::Ready(r) = this.inner.poll(cx) {
             return Poll::Ready(r.map_err(Into::into));
         }
-        match this.sleep.poll(cx) {
+        let mut timer = this.timer;
+        if let TimerProj::Unarmed { deadline } = timer.as_mut().project() {
+            let sleep = tokio::time::sleep_until(*deadline);
+            timer.set(Timer::Armed { sleep });
+        }
+        let TimerProj::Armed { sleep } = timer.project() else {
+            unreachable!("armed above")
+        };
+        match sleep.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
-                telemetry::incr(telemetry::DEPENDENCY_TIMEOUT_TOTAL, this.dependency);
-                tracing::debug!(
-                    dependency = &**this.dependency,
-                    after = ?this.limit,
-                    "call timed out"
-                );
+                record_timeout(this.dependency, *this.limit);
                 Poll::Ready(Err(Elapsed::new(*this.limit).into()))
             }
         }

@@ -1,9 +1,9 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::Timeout;
+use crate::timeout::DependencyName;
 use crate::ConfigError;
 
 /// Applies a [`Timeout`] to a service.
@@ -19,7 +19,7 @@ use crate::ConfigError;
 #[derive(Debug, Clone)]
 pub struct TimeoutLayer {
     limit: Duration,
-    dependency: Arc<str>,
+    dependency: DependencyName,
 }
 
 impl TimeoutLayer {
@@ -30,14 +30,15 @@ impl TimeoutLayer {
         crate::Timeout::new(limit)?;
         Ok(TimeoutLayer {
             limit,
-            dependency: Arc::from("default"),
+            dependency: DependencyName::DEFAULT,
         })
     }
 
-    /// The `dependency` label of `dependency_timeout_total`. Default
-    /// `"default"`.
+    /// The `dependency` label of `dependency_timeout_total`: a literal, a
+    /// `String` or an `Arc<str>` (see [`DependencyName`]; a literal costs
+    /// no reference count per call). Default `"default"`.
     #[must_use]
-    pub fn dependency(mut self, name: impl Into<Arc<str>>) -> Self {
+    pub fn dependency(mut self, name: impl Into<DependencyName>) -> Self {
         self.dependency = name.into();
         self
     }
@@ -52,6 +53,6 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.limit, Arc::clone(&self.dependency))
+        Timeout::new(inner, self.limit, self.dependency.clone())
     }
 }

@@ -5,6 +5,11 @@
 //! gets [`Elapsed`](error::Elapsed), and `dependency_timeout_total` is
 //! incremented. It waits on tokio's timer, so paused time drives it in tests.
 //!
+//! The limit runs from the call, but the timer is only made if the inner
+//! future is still pending when first polled: a call answered at once (a
+//! cache hit, a refusal from a layer below) costs a clock read, not a
+//! timer.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_layer::Layer;
@@ -27,7 +32,6 @@ pub mod error;
 mod future;
 mod layer;
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +40,7 @@ use tower_service::Service;
 pub use future::ResponseFuture;
 pub use layer::TimeoutLayer;
 
+use crate::timeout::DependencyName;
 use crate::tower::BoxError;
 
 /// Applies a timeout to every call of the inner service. Made by
@@ -44,17 +49,19 @@ use crate::tower::BoxError;
 pub struct Timeout<S> {
     inner: S,
     limit: Duration,
-    dependency: Arc<str>,
+    dependency: DependencyName,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner`; `limit` must be non-zero (checked by the layer, which
     /// is the way to make one; here a zero limit times out every call).
-    pub fn new(inner: S, limit: Duration, dependency: Arc<str>) -> Self {
+    /// `dependency` labels `dependency_timeout_total`: a literal, a `String`
+    /// or an `Arc<str>` (see [`DependencyName`]).
+    pub fn new(inner: S, limit: Duration, dependency: impl Into<DependencyName>) -> Self {
         Timeout {
             inner,
             limit,
-            dependency,
+            dependency: dependency.into(),
         }
     }
 
@@ -90,11 +97,6 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        ResponseFuture::new(
-            self.inner.call(req),
-            tokio::time::sleep(self.limit),
-            self.limit,
-            Arc::clone(&self.dependency),
-        )
+        ResponseFuture::new(self.inner.call(req), self.limit, self.dependency.clone())
     }
 }
