@@ -11,13 +11,19 @@
 //! from one of rebound's layers below (an open breaker, a full bulkhead, a
 //! throttle) is never retried: the call stops at once with that reason.
 //!
-//! **Cost.** Under a policy with nothing to consult before an attempt (no
-//! total timeout, breaker, budget or throttle), a call whose first attempt
-//! is accepted builds no retry state: the state is made only if an attempt
-//! fails or times out, and is then what it would have been if made at the
-//! start. What a call needs beyond that (a guarded policy's state, an
+//! **Cost.** Under a policy with nothing that can refuse an attempt or must
+//! be held while it runs (no total timeout, breaker or throttle — a budget
+//! is fine), a call whose first attempt is accepted builds no retry state
+//! and allocates nothing: the state is made only if an attempt fails or
+//! times out, and is then what it would have been if made at the start.
+//! What a call needs beyond that (a guarded policy's state and permits, an
 //! attempt timer, the result kept while waiting to retry) shares one
-//! allocation, outside the response future, which so stays small.
+//! allocation per call, outside the response future, which so stays small
+//! (72 bytes around an inner `Ready` future). For a breaker or throttle without an
+//! allocation per call, put a [`BreakerLayer`](crate::tower::breaker::BreakerLayer)
+//! or [`ThrottleLayer`](crate::tower::throttle::ThrottleLayer) below this
+//! layer instead of on the policy: its refusals stop the retries at once
+//! all the same.
 //!
 //! ```
 //! use std::time::Duration;
