@@ -254,12 +254,9 @@ impl Backoff {
                 .map_or(cap, |d| d.min(cap)),
             Schedule::Exponential { base, factor } => {
                 if factor == 2.0 {
-                    // The common case, exactly and without floating point:
-                    // `b << n ≤ cap` exactly when `b ≤ cap >> n`.
-                    let b = self.base_nanos;
-                    return match self.cap_nanos.checked_shr(n) {
-                        Some(c) if b <= c => Duration::from_nanos(b << n),
-                        _ => cap,
+                    return match self.doubled_nanos(n) {
+                        Some(d) => Duration::from_nanos(d),
+                        None => cap,
                     };
                 }
                 let nanos = nanos_f64(base) * factor.powi(n.min(i32::MAX as u32) as i32);
@@ -273,6 +270,30 @@ impl Backoff {
         }
     }
 
+    /// `base × 2^n` in nanoseconds when the schedule doubles and that is
+    /// within the cap (`None` when the cap applies) — exactly and without
+    /// floating point: `b << n ≤ cap` exactly when `b ≤ cap >> n`.
+    #[inline]
+    fn doubled_nanos(&self, n: u32) -> Option<u64> {
+        let b = self.base_nanos;
+        match self.cap_nanos.checked_shr(n) {
+            Some(c) if b <= c => Some(b << n),
+            _ => None,
+        }
+    }
+
+    /// [`capped`](Self::capped) in whole nanoseconds, without a round trip
+    /// through `Duration` in the common doubling case.
+    #[inline]
+    fn capped_nanos(&self, n: u32) -> u64 {
+        match self.schedule {
+            Schedule::Exponential { factor, .. } if factor == 2.0 => {
+                self.doubled_nanos(n).unwrap_or(self.cap_nanos)
+            }
+            _ => nanos_u64(self.capped(n)),
+        }
+    }
+
     /// The delay before the next retry, advancing `state`.
     ///
     /// `rng` is only drawn from when the jitter needs it.
@@ -283,17 +304,18 @@ impl Backoff {
         let cap = self.max_delay;
         let delay = match self.jitter {
             Jitter::None => self.capped(n),
-            Jitter::Full => uniform(rng, Duration::ZERO, self.capped(n)),
+            Jitter::Full => Duration::from_nanos(rng.u64(0..=self.capped_nanos(n))),
             Jitter::Equal => {
-                let d = self.capped(n);
+                let d = self.capped_nanos(n);
                 let half = d / 2;
-                half + uniform(rng, Duration::ZERO, d - half)
+                Duration::from_nanos(half + rng.u64(0..=d - half))
             }
             Jitter::Decorrelated => {
-                let base = self.schedule.base().min(cap);
-                let prev = state.previous.unwrap_or(base);
-                let hi = prev.saturating_mul(3).min(cap).max(base);
-                uniform(rng, base, hi)
+                // `base_nanos` is the schedule's base, whatever the schedule.
+                let base = self.base_nanos.min(self.cap_nanos);
+                let prev = state.previous.map_or(base, nanos_u64);
+                let hi = prev.saturating_mul(3).min(self.cap_nanos).max(base);
+                Duration::from_nanos(rng.u64(base..=hi))
             }
             Jitter::Proportional(x) => {
                 let d = self.capped(n);
