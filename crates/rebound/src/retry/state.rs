@@ -201,13 +201,10 @@ impl RetryState {
     /// breaker refuses it.
     #[inline]
     pub fn begin_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
-        // Nothing that can refuse (no deadline, throttle or breaker): the
+        // Nothing to consult (no deadline, throttle, breaker or budget): the
         // same answer as the full path below, small enough to inline.
-        if policy.attempts_are_plain() {
+        if policy.attempts_are_plain() && policy.budget.is_none() {
             self.attempts += 1;
-            if self.attempts == 1 {
-                policy.record_request();
-            }
             return Ok(Attempt::plain(policy, self.attempts));
         }
         self.begin_guarded_attempt(policy)
@@ -227,8 +224,8 @@ impl RetryState {
         (state, Attempt::plain(policy, 1))
     }
 
-    /// [`begin_attempt`](Self::begin_attempt) when a deadline, throttle or
-    /// breaker must be consulted.
+    /// [`begin_attempt`](Self::begin_attempt) when a deadline, throttle,
+    /// breaker or budget must be consulted.
     #[inline(never)]
     fn begin_guarded_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
         let remaining = match self.deadline {
@@ -283,6 +280,33 @@ impl RetryState {
     /// does not spend it.
     #[inline]
     pub fn on_outcome<T, E>(
+        &mut self,
+        policy: &RetryPolicy,
+        attempt: Attempt,
+        outcome: Outcome<'_, T, E>,
+        decision: Decision,
+    ) -> Next {
+        // A first attempt accepted with nothing to tell (no breaker,
+        // throttle or budget): the full path's answer, small enough to
+        // inline into every driver.
+        if decision == Decision::DoNotRetry
+            && matches!(outcome, Outcome::Ok(_))
+            && attempt.number == 1
+            && attempt.permit.is_none()
+            && attempt.throttle.is_none()
+            && policy.budget.is_none()
+        {
+            // It holds no permit, so there is nothing to release; skipping
+            // its drop glue keeps this path free of calls.
+            std::mem::forget(attempt);
+            return Next::Stop(Stop::Succeeded);
+        }
+        self.on_any_outcome(policy, attempt, outcome, decision)
+    }
+
+    /// [`on_outcome`](Self::on_outcome) in full, out of line.
+    #[inline(never)]
+    fn on_any_outcome<T, E>(
         &mut self,
         policy: &RetryPolicy,
         mut attempt: Attempt,
