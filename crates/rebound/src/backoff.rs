@@ -287,7 +287,7 @@ impl Backoff {
     #[inline]
     fn capped_nanos(&self, n: u32) -> u64 {
         match self.schedule {
-            Schedule::Exponential { factor, .. } if factor == 2.0 => {
+            Schedule::Exponential { factor: 2.0, .. } => {
                 self.doubled_nanos(n).unwrap_or(self.cap_nanos)
             }
             _ => nanos_u64(self.capped(n)),
