@@ -122,6 +122,35 @@ impl tower::retry::Policy<u64, u64, BoxError> for Attempts {
     }
 }
 
+/// tower's retry policy with a retry budget, the way tower's docs build one:
+/// every response deposits, a retry withdraws.
+#[derive(Clone)]
+struct Budgeted {
+    attempts: usize,
+    budget: std::sync::Arc<tower::retry::budget::TpsBudget>,
+}
+
+impl tower::retry::Policy<u64, u64, BoxError> for Budgeted {
+    type Future = std::future::Ready<()>;
+    fn retry(&mut self, _: &mut u64, r: &mut Result<u64, BoxError>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget as _;
+        match r {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(_) if self.attempts > 1 && self.budget.withdraw() => {
+                self.attempts -= 1;
+                Some(std::future::ready(()))
+            }
+            Err(_) => None,
+        }
+    }
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
 fn layers(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("layer_success");
@@ -177,6 +206,33 @@ fn layers(c: &mut Criterion) {
             .max_attempts(3)
             .build()
             .layer(inner())
+    );
+
+    // retry with a retry budget (seed 002: "every retry needs a budget")
+    let budgeted = rebound::RetryPolicy::builder()
+        .max_attempts(3)
+        .budget(rebound::RetryBudget::ratio(0.2).build().unwrap())
+        .build()
+        .unwrap();
+    case!(
+        g,
+        rt,
+        "retry_budget/rebound",
+        RetryLayer::new(budgeted).layer(inner())
+    );
+    case!(
+        g,
+        rt,
+        "retry_budget/tower",
+        tower::retry::RetryLayer::new(Budgeted {
+            attempts: 3,
+            budget: std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+                Duration::from_secs(10),
+                10,
+                0.2
+            )),
+        })
+        .layer(inner())
     );
 
     // circuit breaker
