@@ -122,6 +122,49 @@ impl tower::retry::Policy<u64, u64, BoxError> for Attempts {
     }
 }
 
+/// tower's retry policy with what rebound's default policy has and
+/// [`Attempts`] lacks: an exponential backoff with jitter between attempts
+/// (tower's own `ExponentialBackoff`, 100 ms to 20 s).
+#[derive(Clone)]
+struct Backoffs {
+    attempts: usize,
+    backoff: tower::retry::backoff::ExponentialBackoff,
+}
+
+impl Backoffs {
+    fn new(attempts: usize) -> Self {
+        use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+        let mut maker = ExponentialBackoffMaker::new(
+            Duration::from_millis(100),
+            Duration::from_secs(20),
+            1.0,
+            tower::util::rng::HasherRng::default(),
+        )
+        .unwrap();
+        Backoffs {
+            attempts,
+            backoff: maker.make_backoff(),
+        }
+    }
+}
+
+impl tower::retry::Policy<u64, u64, BoxError> for Backoffs {
+    type Future = tokio::time::Sleep;
+    fn retry(&mut self, _: &mut u64, r: &mut Result<u64, BoxError>) -> Option<Self::Future> {
+        use tower::retry::backoff::Backoff as _;
+        match r {
+            Err(_) if self.attempts > 1 => {
+                self.attempts -= 1;
+                Some(self.backoff.next_backoff())
+            }
+            _ => None,
+        }
+    }
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
 /// tower's retry policy with a retry budget, the way tower's docs build one:
 /// every response deposits, a retry withdraws.
 #[derive(Clone)]
@@ -197,6 +240,12 @@ fn layers(c: &mut Criterion) {
         rt,
         "retry/tower",
         tower::retry::RetryLayer::new(Attempts(3)).layer(inner())
+    );
+    case!(
+        g,
+        rt,
+        "retry/tower_backoff",
+        tower::retry::RetryLayer::new(Backoffs::new(3)).layer(inner())
     );
     case!(
         g,

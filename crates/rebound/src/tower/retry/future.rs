@@ -1,6 +1,5 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::error::RetryFailed;
-use super::Shared;
+use super::PolicyRef;
 use crate::classify::{Classifier, Decision, Outcome};
 use crate::retry::{Attempt, Next, RetryPolicy, RetryState, Stop};
 use crate::tower::timeout::error::Elapsed;
@@ -33,7 +32,8 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        shared: Arc<Shared<C>>,
+        policy: PolicyRef,
+        classifier: C,
         svc: S,
         req: Option<Req>,
         // What a plain call does without, allocated once and only when first
@@ -59,7 +59,8 @@ pin_project! {
 
 impl<T> Rare<T> {
     /// Without the call's state: the first attempt of a call whose attempts
-    /// are plain.
+    /// are plain. Out of line: off the path of a call without a timer.
+    #[inline(never)]
     fn untracked(timeout: Option<Duration>) -> Pin<Box<Self>> {
         Box::pin(Rare {
             track: None,
@@ -130,30 +131,29 @@ where
     S: Service<Req>,
     Req: Clone,
 {
-    #[inline]
-    pub(crate) fn new(svc: S, req: Req, shared: Arc<Shared<C>>) -> Self {
-        if !shared.plain {
-            return Self::guarded(svc, req, shared);
+    #[inline(always)]
+    pub(crate) fn new(svc: S, req: Req, policy: PolicyRef, classifier: C) -> Self {
+        if !policy.attempts_are_plain() {
+            return Self::guarded(svc, req, policy, classifier);
         }
         // `RetryState::begin_attempt` for a first attempt under a policy
         // whose attempts are plain, without making the state.
-        shared.policy.record_request();
-        let rare = shared
-            .policy
-            .attempt_timeout
-            .map(|d| Rare::untracked(Some(d)));
-        Self::calling(svc, req, shared, rare)
+        if policy.budget.is_some() {
+            tell_budget_request(&policy);
+        }
+        let rare = policy.attempt_timeout.map(|d| Rare::untracked(Some(d)));
+        Self::calling(svc, req, policy, classifier, rare)
     }
 
     /// [`new`](Self::new) under a policy whose state must be made, and
     /// asked, before the first attempt. ([`Track::start`] written out: the
     /// large state is then built once, in place, not moved through a
-    /// `Result`.)
-    #[inline]
-    fn guarded(svc: S, req: Req, shared: Arc<Shared<C>>) -> Self {
-        let policy = &shared.policy;
-        let mut retry = RetryState::new(policy);
-        match retry.begin_attempt(policy) {
+    /// `Result`.) Out of line: the plain path stays small enough to inline
+    /// into the caller.
+    #[inline(never)]
+    fn guarded(svc: S, req: Req, policy: PolicyRef, classifier: C) -> Self {
+        let mut retry = RetryState::new(&policy);
+        match retry.begin_attempt(&policy) {
             Ok(a) => {
                 let timer = Timer::new(a.timeout());
                 let rare = Box::pin(Rare {
@@ -164,13 +164,14 @@ where
                     timer,
                     last: None,
                 });
-                Self::calling(svc, req, shared, Some(rare))
+                Self::calling(svc, req, policy, classifier, Some(rare))
             }
             Err(stop) => {
-                let stop = retry.abort(policy, stop);
+                let stop = retry.abort(&policy, stop);
                 ResponseFuture {
                     state: State::Refused { stop },
-                    shared,
+                    policy,
+                    classifier,
                     svc,
                     req: None,
                     rare: None,
@@ -180,15 +181,16 @@ where
     }
 
     /// Makes the first attempt.
-    #[inline]
+    #[inline(always)]
     fn calling(
         mut svc: S,
         req: Req,
-        shared: Arc<Shared<C>>,
+        policy: PolicyRef,
+        classifier: C,
         rare: Option<Pin<Box<Rare<S::Response>>>>,
     ) -> Self {
         // No copy is kept when there will be no second attempt.
-        let (now, keep) = if shared.policy.max_attempts > 1 {
+        let (now, keep) = if policy.max_attempts > 1 {
             (req.clone(), Some(req))
         } else {
             (req, None)
@@ -196,12 +198,26 @@ where
         let fut = svc.call(now);
         ResponseFuture {
             state: State::Calling { fut },
-            shared,
+            policy,
+            classifier,
             svc,
             req: keep,
             rare,
         }
     }
+}
+
+// The budget's bookkeeping, out of line so that the success path without a
+// budget stays small enough to be inlined into the caller.
+
+#[inline(never)]
+fn tell_budget_request(policy: &RetryPolicy) {
+    policy.record_request();
+}
+
+#[inline(never)]
+fn tell_budget_success(policy: &RetryPolicy) {
+    policy.record_success();
 }
 
 /// What an attempt produced.
@@ -224,13 +240,13 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let policy = &this.shared.policy;
+        let policy: &RetryPolicy = this.policy;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { fut } => {
                     let (got, decision) = match fut.poll(cx) {
                         Poll::Ready(Ok(v)) => {
-                            let decision = this.shared.classifier.classify(Outcome::Ok(&v));
+                            let decision = this.classifier.classify(Outcome::Ok(&v));
                             if decision == Decision::DoNotRetry
                                 && this.rare.as_ref().is_none_or(|r| r.track.is_none())
                             {
@@ -238,7 +254,9 @@ where
                                 // are plain, accepted: `on_outcome` would
                                 // tell the budget and answer
                                 // `Stop::Succeeded`.
-                                policy.record_success();
+                                if policy.budget.is_some() {
+                                    tell_budget_success(policy);
+                                }
                                 return Poll::Ready(Ok(v));
                             }
                             (Got::Value(v), Some(decision))
@@ -252,8 +270,7 @@ where
                             None => return Poll::Pending,
                         },
                     };
-                    let classifier = &this.shared.classifier;
-                    if let Some(r) = settle(policy, classifier, this.rare, got, decision) {
+                    if let Some(r) = settle(policy, this.classifier, this.rare, got, decision) {
                         return Poll::Ready(r);
                     }
                     this.state.set(State::Waiting {});

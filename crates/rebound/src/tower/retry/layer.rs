@@ -1,8 +1,6 @@
-use std::sync::Arc;
-
 use tower_layer::Layer;
 
-use super::{Retry, Shared};
+use super::{PolicyRef, Retry};
 use crate::classify::RetryErrors;
 use crate::RetryPolicy;
 
@@ -14,22 +12,16 @@ use crate::RetryPolicy;
 /// assert_eq!(layer.policy().max_attempts(), 2);
 /// # Ok::<(), rebound::ConfigError>(())
 /// ```
+#[derive(Clone)]
 pub struct RetryLayer<C = RetryErrors> {
-    shared: Arc<Shared<C>>,
-}
-
-impl<C> Clone for RetryLayer<C> {
-    fn clone(&self) -> Self {
-        RetryLayer {
-            shared: Arc::clone(&self.shared),
-        }
-    }
+    policy: PolicyRef,
+    classifier: C,
 }
 
 impl<C> std::fmt::Debug for RetryLayer<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetryLayer")
-            .field("policy", &self.shared.policy)
+            .field("policy", &*self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -39,7 +31,8 @@ impl RetryLayer {
     /// default classifier).
     pub fn new(policy: RetryPolicy) -> Self {
         RetryLayer {
-            shared: Arc::new(Shared::new(policy, RetryErrors)),
+            policy: PolicyRef::new(policy),
+            classifier: RetryErrors,
         }
     }
 }
@@ -49,22 +42,27 @@ impl<C> RetryLayer<C> {
     /// [`Classifier<Response, BoxError>`](crate::Classifier), e.g. a
     /// closure over [`Outcome`](crate::Outcome). Default: retry every error
     /// and timeout, accept every response.
-    pub fn classify<C2>(self, classifier: C2) -> RetryLayer<C2> {
+    ///
+    /// The classifier is cloned into every service the layer makes and
+    /// every call: a closure that captures nothing (or only `Copy` values)
+    /// costs nothing to clone; keep larger state behind an `Arc`.
+    pub fn classify<C2: Clone>(self, classifier: C2) -> RetryLayer<C2> {
         RetryLayer {
-            shared: Arc::new(Shared::new(self.shared.policy.clone(), classifier)),
+            policy: self.policy,
+            classifier,
         }
     }
 
     /// The policy.
     pub fn policy(&self) -> &RetryPolicy {
-        &self.shared.policy
+        &self.policy
     }
 }
 
-impl<S, C> Layer<S> for RetryLayer<C> {
+impl<S, C: Clone> Layer<S> for RetryLayer<C> {
     type Service = Retry<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry::from_shared(inner, Arc::clone(&self.shared))
+        Retry::from_parts(inner, self.policy.clone(), self.classifier.clone())
     }
 }
