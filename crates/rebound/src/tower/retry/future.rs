@@ -138,9 +138,7 @@ where
         }
         // `RetryState::begin_attempt` for a first attempt under a policy
         // whose attempts are plain, without making the state.
-        if policy.budget.is_some() {
-            tell_budget_request(&policy);
-        }
+        policy.record_request();
         let rare = policy.attempt_timeout.map(|d| Rare::untracked(Some(d)));
         Self::calling(svc, req, policy, classifier, rare)
     }
@@ -207,19 +205,6 @@ where
     }
 }
 
-// The budget's bookkeeping, out of line so that the success path without a
-// budget stays small enough to be inlined into the caller.
-
-#[inline(never)]
-fn tell_budget_request(policy: &RetryPolicy) {
-    policy.record_request();
-}
-
-#[inline(never)]
-fn tell_budget_success(policy: &RetryPolicy) {
-    policy.record_success();
-}
-
 /// What an attempt produced.
 enum Got<T> {
     Value(T),
@@ -254,9 +239,7 @@ where
                                 // are plain, accepted: `on_outcome` would
                                 // tell the budget and answer
                                 // `Stop::Succeeded`.
-                                if policy.budget.is_some() {
-                                    tell_budget_success(policy);
-                                }
+                                policy.record_success();
                                 return Poll::Ready(Ok(v));
                             }
                             (Got::Value(v), Some(decision))
