@@ -108,7 +108,7 @@ pub use backoff::{Backoff, BackoffState, Jitter, Schedule};
 pub use breaker::{BreakerOpen, CircuitBreaker, CircuitBreakerBuilder};
 pub use budget::{BudgetSnapshot, RetryBudget};
 pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadFull, BulkheadPermit};
-pub use classify::{Classifier, Decision, Outcome};
+pub use classify::{Classifier, Decision, Outcome, RetryErrors};
 pub use clock::{Clock, ManualClock};
 pub use error::ConfigError;
 pub use random::RandomSource;

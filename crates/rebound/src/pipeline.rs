@@ -84,7 +84,12 @@
 //! timeout**. Sending a call twice is only safe for idempotent
 //! operations, so a pipeline with a hedge stage must say so with
 //! [`idempotent`](PipelineBuilder::idempotent); every call through it (and
-//! every request, through its tower layer) may then be hedged.
+//! every request, through its tower layer) may then be hedged — except a
+//! call run with [`forbid_retries`](Classified::forbid_retries) (through
+//! the tower layer: a request its
+//! [`idempotent_if`](crate::tower::pipeline::PipelineLayer::idempotent_if)
+//! predicate refuses), which is sent once: no hedge copies and no retries,
+//! under the same timeouts, breaker, bulkhead and throttle.
 //!
 //! ```
 //! use std::time::Duration;
@@ -117,6 +122,20 @@
 //!     })
 //!     .await?;
 //! assert_eq!((price, calls), ("hedged", 2));
+//!
+//! // A call that must not be sent twice (a write without an idempotency
+//! // key) goes through the same stages once: no hedge, no retry.
+//! let mut writes = 0;
+//! let err = catalog
+//!     .classify(rebound::RetryErrors)
+//!     .forbid_retries()
+//!     .execute(|| {
+//!         writes += 1;
+//!         async { Err::<(), _>(std::io::Error::other("connection reset")) }
+//!     })
+//!     .await
+//!     .unwrap_err();
+//! assert_eq!((err.stop(), writes), (rebound::Stop::NotRetryable, 1));
 //!
 //! // Without the promise of idempotency, hedging is refused.
 //! let hedge = HedgePolicy::builder().fixed_delay(ms(50)).build()?;
@@ -246,6 +265,7 @@ impl Pipeline {
         Classified {
             pipeline: self,
             classifier,
+            once: false,
         }
     }
 
@@ -264,9 +284,22 @@ impl Pipeline {
 pub struct Classified<'p, C> {
     pipeline: &'p Pipeline,
     classifier: C,
+    /// Run the call once: no retries, no hedge copies.
+    once: bool,
 }
 
 impl<C> Classified<'_, C> {
+    /// Runs the call once, for an operation that must not be sent twice (a
+    /// write without an idempotency key): each retry stage makes one
+    /// attempt — a transient failure stops it with
+    /// [`Stop::NotRetryable`] — and each hedge stage sends no extra copy.
+    /// Timeouts, the circuit breaker, the bulkhead and the throttle apply
+    /// as to any call.
+    pub fn forbid_retries(mut self) -> Self {
+        self.once = true;
+        self
+    }
+
     /// Runs `op` through the pipeline; see [`Pipeline::execute`].
     pub async fn execute<T, E, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
     where
@@ -278,6 +311,7 @@ impl<C> Classified<'_, C> {
         let ctx = Ctx {
             deadline: None,
             calls: &calls,
+            once: self.once,
         };
         let p = self.pipeline;
         let op = Op(Mutex::new(op));
@@ -310,6 +344,9 @@ struct Ctx<'a> {
     deadline: Option<Instant>,
     /// Times the operation ran.
     calls: &'a AtomicU32,
+    /// The call may be sent only once: retry stages make one attempt and
+    /// hedge stages send no copy.
+    once: bool,
 }
 
 type Out<T, E> = Result<T, RetryError<E>>;
@@ -395,14 +432,21 @@ macro_rules! level {
                 return leaf(cx, op, ctx).await;
             };
             if let Stage::Hedge(policy) = stage {
-                // The stages inside run several times at once.
+                // The stages inside run several times at once (once for a
+                // call that must not be sent twice).
                 return hedge(policy, cx, ctx, move || {
                     $next(rest, dependency, cx, op, ctx)
                 })
                 .await;
             }
             let mut retry = match stage {
-                Stage::Retry(p) => Some((p, p.start())),
+                Stage::Retry(p) => {
+                    let mut state = p.start();
+                    if ctx.once {
+                        state.forbid_retries();
+                    }
+                    Some((p, state))
+                }
                 _ => None,
             };
             let mut last: Option<Result<T, Failure<E>>> = None;
@@ -587,6 +631,10 @@ where
     G: FnMut() -> Fut,
     Fut: Future<Output = Out<T, E>>,
 {
+    if ctx.once {
+        let mut launch = launch;
+        return launch().await;
+    }
     let raced = crate::hedge::race(policy, launch, |r: &Out<T, E>| match r {
         Ok(v) => Verdict::of(cx.classify(Outcome::Ok(v)), true),
         Err(e) => match &e.last {

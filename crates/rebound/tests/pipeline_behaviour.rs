@@ -522,6 +522,147 @@ mod hedge_stage {
         assert_eq!(status, 502);
     }
 
+    /// A call that must not be sent twice passes the same stages once:
+    /// no hedge copy when it is slow, no retry when it fails.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_with_retries_forbidden_is_sent_once() {
+        let cb = CircuitBreaker::builder().build().unwrap();
+        let p = Pipeline::builder()
+            .idempotent()
+            .timeout(5 * S)
+            .retry(retry(3, 10 * MS))
+            .hedge(hedge(50 * MS, 3))
+            .circuit_breaker(cb.clone())
+            .timeout(S)
+            .build()
+            .unwrap();
+        // Slow: the hedge delay passes, and no copy is sent.
+        let calls = AtomicU32::new(0);
+        let t0 = tokio::time::Instant::now();
+        let v = p
+            .classify(rebound::RetryErrors)
+            .forbid_retries()
+            .execute(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(300 * MS).await;
+                    Ok::<_, &str>("written")
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!((v, calls.load(Ordering::SeqCst)), ("written", 1));
+        assert_eq!(tokio::time::Instant::now() - t0, 300 * MS);
+
+        // Failing: one attempt, stopped as not retryable; the breaker saw it.
+        let calls = AtomicU32::new(0);
+        let err = p
+            .classify(rebound::RetryErrors)
+            .forbid_retries()
+            .execute(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>("reset") }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((err.stop(), err.attempts()), (Stop::NotRetryable, 1));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(err.last_error(), Some(&"reset"));
+        let seen = cb.snapshot();
+        assert_eq!((seen.calls, seen.failures), (2, 1), "{seen:?}");
+
+        // Cut by the attempt timeout: still once.
+        let calls = AtomicU32::new(0);
+        let err = p
+            .classify(rebound::RetryErrors)
+            .forbid_retries()
+            .execute(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(10 * S).await;
+                    Ok::<_, &str>("late")
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.stop(), calls.load(Ordering::SeqCst)),
+            (Stop::NotRetryable, 1)
+        );
+
+        // The same failure without the flag is hedged and retried.
+        let calls = AtomicU32::new(0);
+        let err = p
+            .execute(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>("reset") }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.stop(), Stop::AttemptsExhausted);
+        assert!(calls.load(Ordering::SeqCst) > 3, "{calls:?}");
+    }
+
+    /// Through the tower layer, the predicate says which requests may be
+    /// sent more than once.
+    #[cfg(feature = "tower")]
+    #[tokio::test(start_paused = true)]
+    async fn the_tower_layer_sends_refused_requests_once() {
+        use rebound::tower::retry::error::RetryFailed;
+        use tower_layer::Layer;
+        use tower_service::Service;
+
+        let p = Pipeline::builder()
+            .idempotent()
+            .retry(retry(3, 10 * MS))
+            .hedge(hedge(50 * MS, 2))
+            .timeout(S)
+            .build()
+            .unwrap();
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = {
+            let hits = hits.clone();
+            tower::service_fn(move |(_, slow): (&'static str, bool)| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if slow {
+                        tokio::time::sleep(200 * MS).await;
+                        Ok(7)
+                    } else {
+                        Err::<u32, rebound::tower::BoxError>("reset".into())
+                    }
+                }
+            })
+        };
+        let mut svc = p
+            .layer()
+            .idempotent_if(|req: &(&'static str, bool)| req.0 == "GET")
+            .layer(svc);
+
+        // A failing POST: once, not retryable.
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let err = svc.call(("POST", false)).await.unwrap_err();
+        let failed = err.downcast_ref::<RetryFailed>().unwrap();
+        assert_eq!((failed.stop(), failed.attempts()), (Stop::NotRetryable, 1));
+        assert_eq!(hits.swap(0, Ordering::SeqCst), 1);
+
+        // A slow POST: no hedge copy.
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        assert_eq!(svc.call(("POST", true)).await.unwrap(), 7);
+        assert_eq!(hits.swap(0, Ordering::SeqCst), 1);
+
+        // A slow GET is hedged (its copy is slow too, so the first wins);
+        // a failing GET is hedged and retried.
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        assert_eq!(svc.call(("GET", true)).await.unwrap(), 7);
+        assert_eq!(hits.swap(0, Ordering::SeqCst), 2);
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let err = svc.call(("GET", false)).await.unwrap_err();
+        let failed = err.downcast_ref::<RetryFailed>().unwrap();
+        assert_eq!(failed.stop(), Stop::AttemptsExhausted);
+        assert_eq!(hits.swap(0, Ordering::SeqCst), 6, "3 attempts of 2 copies");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_permanent_error_ends_the_hedged_call_at_once() {
         let p = Pipeline::builder()

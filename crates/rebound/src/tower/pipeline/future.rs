@@ -26,6 +26,7 @@ pub(crate) fn run<S, C, Req>(
     classifier: C,
     svc: S,
     req: Req,
+    once: bool,
 ) -> ResponseFuture<S::Response>
 where
     S: Service<Req> + Clone + Send + 'static,
@@ -38,8 +39,11 @@ where
     let inner = Box::pin(async move {
         // The first attempt uses the service that was made ready.
         let mut first = Some(svc.clone());
-        let result = pipeline
-            .classify(classifier)
+        let mut classified = pipeline.classify(classifier);
+        if once {
+            classified = classified.forbid_retries();
+        }
+        let result = classified
             .execute(move || {
                 let mut svc = first.take().unwrap_or_else(|| svc.clone());
                 let req = req.clone();

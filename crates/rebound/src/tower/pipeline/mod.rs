@@ -11,10 +11,12 @@
 //! A pipeline with a hedge stage was declared
 //! [`idempotent`](crate::pipeline::PipelineBuilder::idempotent), so every
 //! request through this layer may be sent more than once at the same time,
-//! each copy a clone of the request on a ready clone of the service. For a
-//! client that mixes idempotent requests with others, hedge with
-//! [`HedgeLayer`](crate::tower::hedge::HedgeLayer) and its predicate
-//! instead, or give the other requests a pipeline without a hedge stage.
+//! each copy a clone of the request on a ready clone of the service. A
+//! client that mixes idempotent requests with others says which are which
+//! with [`PipelineLayer::idempotent_if`]: a request its predicate refuses is
+//! sent once — no hedge copies, no retries (a transient failure stops with
+//! [`Stop::NotRetryable`](crate::Stop::NotRetryable)) — through the same
+//! timeouts, breaker, bulkhead and throttle.
 //!
 //! ```
 //! use std::time::Duration;
@@ -47,6 +49,34 @@ use tower_service::Service;
 pub use future::ResponseFuture;
 pub use layer::PipelineLayer;
 
+/// Which requests may be sent more than once (retried, hedged) through a
+/// [`PipelineService`]; set with [`PipelineLayer::idempotent_if`].
+/// Implemented by closures `Fn(&Req) -> bool` and by [`AllRequests`], the
+/// default.
+pub trait IdempotentRequests<Req> {
+    /// Whether `req` may be sent more than once.
+    fn is_idempotent(&self, req: &Req) -> bool;
+}
+
+/// Every request may be sent more than once: the default of
+/// [`PipelineLayer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllRequests;
+
+impl<Req> IdempotentRequests<Req> for AllRequests {
+    #[inline]
+    fn is_idempotent(&self, _: &Req) -> bool {
+        true
+    }
+}
+
+impl<Req, F: Fn(&Req) -> bool> IdempotentRequests<Req> for F {
+    #[inline]
+    fn is_idempotent(&self, req: &Req) -> bool {
+        self(req)
+    }
+}
+
 use crate::classify::{Classifier, RetryErrors};
 use crate::pipeline::Pipeline;
 use crate::tower::BoxError;
@@ -54,19 +84,29 @@ use crate::tower::BoxError;
 /// Runs the inner service through a [`Pipeline`]. Made by
 /// [`PipelineLayer`].
 #[derive(Debug, Clone)]
-pub struct PipelineService<S, C = RetryErrors> {
+pub struct PipelineService<S, C = RetryErrors, P = AllRequests> {
     inner: S,
     pipeline: Pipeline,
     classifier: C,
+    idempotent: P,
 }
 
 impl<S, C> PipelineService<S, C> {
-    /// Wraps `inner`.
+    /// Wraps `inner`; every request may be retried and hedged.
     pub fn new(inner: S, pipeline: Pipeline, classifier: C) -> Self {
+        PipelineService::with_idempotent(inner, pipeline, classifier, AllRequests)
+    }
+}
+
+impl<S, C, P> PipelineService<S, C, P> {
+    /// Wraps `inner`; requests `idempotent` refuses are sent once (see
+    /// [`PipelineLayer::idempotent_if`]).
+    pub fn with_idempotent(inner: S, pipeline: Pipeline, classifier: C, idempotent: P) -> Self {
         PipelineService {
             inner,
             pipeline,
             classifier,
+            idempotent,
         }
     }
 
@@ -91,8 +131,9 @@ impl<S, C> PipelineService<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for PipelineService<S, C>
+impl<S, C, P, Req> Service<Req> for PipelineService<S, C, P>
 where
+    P: IdempotentRequests<Req>,
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send + 'static,
@@ -112,6 +153,13 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        future::run(self.pipeline.clone(), self.classifier.clone(), ready, req)
+        let once = !self.idempotent.is_idempotent(&req);
+        future::run(
+            self.pipeline.clone(),
+            self.classifier.clone(),
+            ready,
+            req,
+            once,
+        )
     }
 }
