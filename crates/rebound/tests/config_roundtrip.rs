@@ -266,6 +266,26 @@ failure_ratio = 1.5
         "[dependencies.c]\nretry = { max_attempts = 3 }\n[dependencies.c.breaker]\nmin_calls = 0\n";
     let e = Policies::from_toml_str(src).unwrap_err();
     assert_eq!(e.line(), Some(4), "{e}");
+
+    // The same in JSON, with a dependency named `retry`: a text search
+    // would take `b`'s retry key for it and stop at `b`'s failure_ratio.
+    let src = r#"{
+  "dependencies": {
+    "b": {
+      "retry": { "max_attempts": 2 },
+      "breaker": { "failure_ratio": 0.5 }
+    },
+    "retry": {
+      "breaker": {
+        "min_calls": 5,
+        "failure_ratio": 1.5
+      }
+    }
+  }
+}"#;
+    let e = Policies::from_json_str(src).unwrap_err();
+    assert_eq!(e.path(), "dependencies.retry.failure_ratio", "{e}");
+    assert_eq!(e.line(), Some(10), "{e}");
 }
 
 #[test]

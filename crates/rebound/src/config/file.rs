@@ -88,7 +88,7 @@ impl Policies {
                 line: inner
                     .span()
                     .map(|s| line_of(src, s.start))
-                    .or_else(|| locate(src, &path, Syntax::Toml)),
+                    .or_else(|| locate(src, &path)),
                 path,
                 message: inner.message().to_string(),
             }
@@ -143,8 +143,8 @@ impl Policies {
                 // TOML: the parsed document's spans — the field where it is
                 // written under the dependency, else the dependency itself.
                 Syntax::Toml => toml_line(src, &dep, e.field()),
-                Syntax::Json => locate(src, &format!("{path}.{}", e.field()), syntax)
-                    .or_else(|| locate(src, &path, syntax)),
+                // JSON: the parsed document's raw values, the same way.
+                Syntax::Json => json_line(src, &dep, e.field()),
             };
             return Err(ConfigFileError {
                 path: format!("{path}.{}", e.field()),
@@ -197,6 +197,43 @@ fn toml_line(src: &str, dep: &str, field: &str) -> Option<usize> {
     Some(line_of(src, at))
 }
 
+/// The line of `field` as written under `dependencies.<dep>` of a JSON
+/// document (the first in the file when several objects of the dependency
+/// hold one), else of the dependency's value; from the parsed document's
+/// raw values (each a slice of `src`), not a text search.
+fn json_line(src: &str, dep: &str, field: &str) -> Option<usize> {
+    use serde_json::value::RawValue;
+    type Object<'a> = BTreeMap<String, &'a RawValue>;
+
+    /// Where `raw` starts in `src` (a slice of it).
+    fn start(raw: &RawValue) -> usize {
+        raw.get().as_ptr() as usize
+    }
+    /// The earliest value of a key named `k` anywhere below `raw`.
+    fn earliest<'a>(raw: &'a RawValue, k: &str) -> Option<&'a RawValue> {
+        let text = raw.get();
+        let found: Vec<&'a RawValue> = if text.starts_with('{') {
+            let object: Object<'a> = serde_json::from_str(text).ok()?;
+            object
+                .into_iter()
+                .flat_map(|(name, v)| (name == k).then_some(v).into_iter().chain(earliest(v, k)))
+                .collect()
+        } else if text.starts_with('[') {
+            let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
+            items.into_iter().filter_map(|v| earliest(v, k)).collect()
+        } else {
+            Vec::new()
+        };
+        found.into_iter().min_by_key(|v| start(v))
+    }
+
+    let top: Object<'_> = serde_json::from_str(src).ok()?;
+    let deps: Object<'_> = serde_json::from_str(top.get("dependencies")?.get()).ok()?;
+    let policies = *deps.get(dep)?;
+    let at = earliest(policies, field).unwrap_or(policies);
+    Some(line_of(src, start(at) - src.as_ptr() as usize))
+}
+
 #[derive(Clone, Copy)]
 enum Syntax {
     Toml,
@@ -211,11 +248,11 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// Finds the line where the dotted `path` is written: each segment in turn,
-/// as a key (`seg =`, `"seg":`) or inside a table header (`[a.seg]`), each
-/// searched after the previous one. Good enough for the hand-written files
-/// this is for; `None` when not found.
-fn locate(src: &str, path: &str, syntax: Syntax) -> Option<usize> {
+/// Finds the line where the dotted `path` is written in a TOML document
+/// that the parser gave no span for: each segment in turn, as a key
+/// (`seg =`) or inside a table header (`[a.seg]`), each searched after the
+/// previous one; `None` when not found.
+fn locate(src: &str, path: &str) -> Option<usize> {
     let mut from = 0;
     let mut found = None;
     for seg in path.split('.').filter(|s| !s.is_empty()) {
@@ -223,10 +260,7 @@ fn locate(src: &str, path: &str, syntax: Syntax) -> Option<usize> {
         if seg.chars().all(|c| c.is_ascii_digit()) {
             continue;
         }
-        let hit = match syntax {
-            Syntax::Json => src[from..].find(&format!("\"{seg}\"")),
-            Syntax::Toml => find_toml_key(&src[from..], seg),
-        }?;
+        let hit = find_toml_key(&src[from..], seg)?;
         from += hit;
         found = Some(line_of(src, from));
         from += seg.len();
