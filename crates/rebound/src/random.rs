@@ -36,6 +36,7 @@ impl RandomSource {
 
     /// Whether this is fresh entropy, not a seeded sequence (which is state
     /// its clones share).
+    #[cfg(feature = "tower")]
     pub(crate) fn is_entropy(&self) -> bool {
         self.seed.is_none()
     }
