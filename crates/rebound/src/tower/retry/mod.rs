@@ -16,8 +16,10 @@
 //! so the layer interns it: one copy per distinct policy for the life of
 //! the program (at most 256 of them; later ones are shared by reference
 //! count), and cloning the service or making a call copies a pointer
-//! instead of counting a reference. A policy with state is shared by
-//! reference count. The classifier is cloned into each service and call:
+//! instead of counting a reference (making a layer looks its policy up
+//! under a global lock: make layers once, not per request). A policy with
+//! state is shared by reference count. The classifier is cloned into each
+//! service and call:
 //! a closure that captures nothing costs nothing; keep larger state behind
 //! an `Arc`.
 //!
