@@ -625,14 +625,18 @@ where
 
 /// The hedge stage: races copies of the stages inside (`launch`) under
 /// `policy`, judging each copy's result with the pipeline's classifier.
-async fn hedge<T, E, C, G, Fut>(policy: &HedgePolicy, cx: &C, ctx: Ctx<'_>, launch: G) -> Out<T, E>
+async fn hedge<T, E, C, G, Fut>(
+    policy: &HedgePolicy,
+    cx: &C,
+    ctx: Ctx<'_>,
+    mut launch: G,
+) -> Out<T, E>
 where
     C: Classifier<T, E>,
     G: FnMut() -> Fut,
     Fut: Future<Output = Out<T, E>>,
 {
     if ctx.once {
-        let mut launch = launch;
         return launch().await;
     }
     let raced = crate::hedge::race(policy, launch, |r: &Out<T, E>| match r {

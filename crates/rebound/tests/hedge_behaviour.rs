@@ -2,29 +2,17 @@
 //! leaks, the cap and the budget hold.
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Live;
 use rebound::hedge::{HedgePolicy, Idempotent};
 use rebound::{Clock, RetryBudget, Stop};
 
 const MS: Duration = Duration::from_millis(1);
-
-/// Counts live attempts: incremented when an attempt starts, decremented
-/// when its future is dropped (finished or cancelled).
-struct Live(Arc<AtomicU32>);
-impl Live {
-    fn new(c: &Arc<AtomicU32>) -> Self {
-        c.fetch_add(1, Ordering::SeqCst);
-        Live(c.clone())
-    }
-}
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn the_loser_is_cancelled_and_no_task_leaks() {

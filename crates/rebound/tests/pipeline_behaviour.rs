@@ -2,6 +2,8 @@
 //! rejects each bad combination with its own message.
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -309,8 +311,9 @@ async fn the_pipeline_as_a_tower_layer() {
 
 mod hedge_stage {
     use super::*;
+    use common::Live;
     use rebound::hedge::{HedgeDelay, HedgePolicy};
-    use rebound::{Clock, Decision, Outcome, RetryBudget};
+    use rebound::{Clock, Decision, Outcome, RetryBudget, RetryError};
 
     fn hedge(delay: Duration, max_attempts: u32) -> HedgePolicy {
         HedgePolicy::builder()
@@ -318,20 +321,6 @@ mod hedge_stage {
             .max_attempts(max_attempts)
             .build()
             .unwrap()
-    }
-
-    /// Counts live attempts; decremented when an attempt's future drops.
-    struct Live(Arc<AtomicU32>);
-    impl Live {
-        fn new(c: &Arc<AtomicU32>) -> Self {
-            c.fetch_add(1, Ordering::SeqCst);
-            Live(c.clone())
-        }
-    }
-    impl Drop for Live {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 
     fn statuses(o: Outcome<'_, u16, &'static str>) -> Decision {
@@ -522,6 +511,27 @@ mod hedge_stage {
         assert_eq!(status, 502);
     }
 
+    /// Runs `attempt` through `p` with retries forbidden; how many times it
+    /// ran.
+    async fn once<T, Fut>(
+        p: &Pipeline,
+        attempt: impl Fn() -> Fut,
+    ) -> (Result<T, RetryError<&'static str>>, u32)
+    where
+        Fut: std::future::Future<Output = Result<T, &'static str>>,
+    {
+        let calls = AtomicU32::new(0);
+        let r = p
+            .classify(rebound::RetryErrors)
+            .forbid_retries()
+            .execute(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                attempt()
+            })
+            .await;
+        (r, calls.load(Ordering::SeqCst))
+    }
+
     /// A call that must not be sent twice passes the same stages once:
     /// no hedge copy when it is slow, no retry when it fails.
     #[tokio::test(start_paused = true)]
@@ -537,58 +547,31 @@ mod hedge_stage {
             .build()
             .unwrap();
         // Slow: the hedge delay passes, and no copy is sent.
-        let calls = AtomicU32::new(0);
         let t0 = tokio::time::Instant::now();
-        let v = p
-            .classify(rebound::RetryErrors)
-            .forbid_retries()
-            .execute(|| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(300 * MS).await;
-                    Ok::<_, &str>("written")
-                }
-            })
-            .await
-            .unwrap();
-        assert_eq!((v, calls.load(Ordering::SeqCst)), ("written", 1));
+        let (v, calls) = once(&p, || async {
+            tokio::time::sleep(300 * MS).await;
+            Ok("written")
+        })
+        .await;
+        assert_eq!((v.unwrap(), calls), ("written", 1));
         assert_eq!(tokio::time::Instant::now() - t0, 300 * MS);
 
         // Failing: one attempt, stopped as not retryable; the breaker saw it.
-        let calls = AtomicU32::new(0);
-        let err = p
-            .classify(rebound::RetryErrors)
-            .forbid_retries()
-            .execute(|| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { Err::<(), _>("reset") }
-            })
-            .await
-            .unwrap_err();
+        let (r, calls) = once(&p, || async { Err::<(), _>("reset") }).await;
+        let err = r.unwrap_err();
         assert_eq!((err.stop(), err.attempts()), (Stop::NotRetryable, 1));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(calls, 1);
         assert_eq!(err.last_error(), Some(&"reset"));
         let seen = cb.snapshot();
         assert_eq!((seen.calls, seen.failures), (2, 1), "{seen:?}");
 
         // Cut by the attempt timeout: still once.
-        let calls = AtomicU32::new(0);
-        let err = p
-            .classify(rebound::RetryErrors)
-            .forbid_retries()
-            .execute(|| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(10 * S).await;
-                    Ok::<_, &str>("late")
-                }
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (err.stop(), calls.load(Ordering::SeqCst)),
-            (Stop::NotRetryable, 1)
-        );
+        let (r, calls) = once(&p, || async {
+            tokio::time::sleep(10 * S).await;
+            Ok("late")
+        })
+        .await;
+        assert_eq!((r.unwrap_err().stop(), calls), (Stop::NotRetryable, 1));
 
         // The same failure without the flag is hedged and retried.
         let calls = AtomicU32::new(0);

@@ -212,19 +212,21 @@ fn json_line(src: &str, dep: &str, field: &str) -> Option<usize> {
     /// The earliest value of a key named `k` anywhere below `raw`.
     fn earliest<'a>(raw: &'a RawValue, k: &str) -> Option<&'a RawValue> {
         let text = raw.get();
-        let found: Vec<&'a RawValue> = if text.starts_with('{') {
+        if text.starts_with('{') {
             let object: Object<'a> = serde_json::from_str(text).ok()?;
             object
                 .into_iter()
                 .flat_map(|(name, v)| (name == k).then_some(v).into_iter().chain(earliest(v, k)))
-                .collect()
+                .min_by_key(|v| start(v))
         } else if text.starts_with('[') {
             let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
-            items.into_iter().filter_map(|v| earliest(v, k)).collect()
+            items
+                .into_iter()
+                .filter_map(|v| earliest(v, k))
+                .min_by_key(|v| start(v))
         } else {
-            Vec::new()
-        };
-        found.into_iter().min_by_key(|v| start(v))
+            None
+        }
     }
 
     let top: Object<'_> = serde_json::from_str(src).ok()?;

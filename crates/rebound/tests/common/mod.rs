@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use std::future::ready;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use rebound::{Classifier, Report, RetryHook};
 
@@ -34,5 +36,22 @@ impl Runner {
                 .unwrap()
                 .block_on(retry.run(|| ready(op()))),
         }
+    }
+}
+
+/// Counts live attempts: incremented when an attempt starts, decremented
+/// when its future is dropped (finished or cancelled).
+pub struct Live(Arc<AtomicU32>);
+
+impl Live {
+    pub fn new(c: &Arc<AtomicU32>) -> Self {
+        c.fetch_add(1, Ordering::SeqCst);
+        Live(c.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
