@@ -415,9 +415,23 @@ impl FromStr for Fault {
     }
 }
 
-/// A spec's value as the JSON value the field expects: numbers and
-/// booleans as such, `methods` as a list split at commas, the rest text.
+/// A spec's value as the JSON value the field expects: durations as text
+/// (so `delay=200` is told it lacks a unit), other numbers and booleans as
+/// such, `methods` as a list split at commas, the rest text.
 fn spec_value(key: &str, value: &str) -> serde_json::Value {
+    const DURATIONS: &[&str] = &[
+        "delay",
+        "min",
+        "max",
+        "mean",
+        "std_dev",
+        "median",
+        "retry_after",
+        "interval",
+    ];
+    if DURATIONS.contains(&key) {
+        return value.into();
+    }
     if key == "methods" {
         return value
             .split(',')
