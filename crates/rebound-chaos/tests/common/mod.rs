@@ -228,3 +228,28 @@ pub async fn still_pending<T>(task: &tokio::task::JoinHandle<T>, ms: u64) -> boo
     tokio::time::sleep(Duration::from_millis(ms)).await;
     !task.is_finished()
 }
+
+/// Whether an outside client (curl, Python with requests) is installed:
+/// `probe` must run and succeed. Without it the test is skipped with a
+/// message, unless `REBOUND_REQUIRE_SERVICES=1` (as in CI), where a
+/// missing client fails the test.
+pub fn have(client: &str, probe: &[&str]) -> bool {
+    let ok = std::process::Command::new(probe[0])
+        .args(&probe[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("REBOUND_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{client} is required under REBOUND_REQUIRE_SERVICES=1 (`{}` failed)",
+            probe.join(" ")
+        );
+        eprintln!(
+            "skipped: {client} is not installed (`{}` failed)",
+            probe.join(" ")
+        );
+    }
+    ok
+}
