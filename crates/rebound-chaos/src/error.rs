@@ -48,6 +48,20 @@ impl SpecError {
         self
     }
 
+    /// Names where the text came from (a file, a flag), replacing any
+    /// origin already named; it starts the message.
+    ///
+    /// ```
+    /// use rebound_chaos::Fault;
+    ///
+    /// let err = "error rate=2".parse::<Fault>().unwrap_err().with_origin("--fault 'error rate=2'");
+    /// assert_eq!(err.to_string(), "--fault 'error rate=2': rate: 2 is outside [0, 1] (a rate is a probability)");
+    /// ```
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
     pub(crate) fn at_line(mut self, line: Option<usize>) -> Self {
         if self.line.is_none() {
             self.line = line;
