@@ -103,13 +103,13 @@ impl Current {
 }
 
 impl std::fmt::Display for Current {
-    /// `phase outage (timeline, at 31.2s): throttle status=503 ...`.
+    /// `phase outage: throttle status=503 retry_after=5s`, `between
+    /// phases: healthy`, `control faults: error status=502`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = dur(Duration::from_millis(self.elapsed.as_millis() as u64));
         match (&self.phase, self.source) {
-            (Some((_, name)), _) => write!(f, "phase {name} (at {at})")?,
-            (None, Source::Timeline) => write!(f, "between phases (at {at})")?,
-            (None, source) => write!(f, "{} faults (at {at})", source.as_str())?,
+            (Some((_, name)), _) => write!(f, "phase {name}")?,
+            (None, Source::Timeline) => f.write_str("between phases")?,
+            (None, source) => write!(f, "{} faults", source.as_str())?,
         }
         let specs: Vec<String> = self.faults.faults().iter().map(|x| x.to_string()).collect();
         if specs.is_empty() {
@@ -397,7 +397,7 @@ impl Control {
             if old.same_state(&now) {
                 return false;
             }
-            tracing::info!(target: "rebound_chaos", "{now}");
+            tracing::info!(target: "rebound_chaos", elapsed = ?now.elapsed, "{now}");
             *old = now;
             true
         });

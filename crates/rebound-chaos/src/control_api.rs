@@ -193,7 +193,7 @@ async fn read_faults(req: Request<Incoming>) -> Result<FaultSet, Response<Full<B
     let bad = |e: SpecError| {
         text(
             StatusCode::BAD_REQUEST,
-            format!("rebound chaos: {}\n", e.from_origin(&origin)),
+            format!("rebound chaos: {}\n", e.or_origin(&origin)),
         )
     };
     let body = std::str::from_utf8(&bytes)

@@ -41,7 +41,7 @@ impl SpecError {
 
     /// Names where the text came from (a file name, `--fault`, `PUT
     /// /faults`), unless already named.
-    pub(crate) fn from_origin(mut self, origin: &str) -> Self {
+    pub(crate) fn or_origin(mut self, origin: &str) -> Self {
         if self.origin.is_none() && !origin.is_empty() {
             self.origin = Some(origin.to_string());
         }

@@ -169,24 +169,26 @@ impl Injector {
         // Then what changes the answer's timing.
         for (i, fault) in self.faults.faults.iter().enumerate() {
             match fault.effect() {
-                Effect::Latency { latency, stage } if plan.action != Action::Blackhole => {
-                    if self.hits(i, fault, method, path, rng) {
-                        plan.injected |= 1 << FaultKind::Latency.index();
-                        let delay = latency.sample(rng);
-                        match stage {
-                            Stage::Request => plan.request_delay += delay,
-                            Stage::Response => plan.response_delay += delay,
-                        }
+                Effect::Latency { latency, stage }
+                    if plan.action != Action::Blackhole
+                        && self.hits(i, fault, method, path, rng) =>
+                {
+                    plan.injected |= 1 << FaultKind::Latency.index();
+                    let delay = latency.sample(rng);
+                    match stage {
+                        Stage::Request => plan.request_delay += delay,
+                        Stage::Response => plan.response_delay += delay,
                     }
                 }
                 Effect::SlowBody {
                     chunk_bytes,
                     interval,
-                } if plan.action == Action::Forward && plan.slow_body.is_none() => {
-                    if self.hits(i, fault, method, path, rng) {
-                        plan.injected |= 1 << FaultKind::SlowBody.index();
-                        plan.slow_body = Some((*chunk_bytes, *interval));
-                    }
+                } if plan.action == Action::Forward
+                    && plan.slow_body.is_none()
+                    && self.hits(i, fault, method, path, rng) =>
+                {
+                    plan.injected |= 1 << FaultKind::SlowBody.index();
+                    plan.slow_body = Some((*chunk_bytes, *interval));
                 }
                 _ => {}
             }

@@ -74,7 +74,7 @@ impl Timeline {
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Timeline, SpecError> {
         parse(text).map_err(|e| {
             let line = toml_line(text, e.path());
-            e.at_line(line).from_origin(origin)
+            e.at_line(line).or_origin(origin)
         })
     }
 
@@ -83,7 +83,7 @@ impl Timeline {
         let path = path.as_ref();
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecError::new("", format!("cannot read the timeline: {e}")).from_origin(&origin)
+            SpecError::new("", format!("cannot read the timeline: {e}")).or_origin(&origin)
         })?;
         Timeline::from_toml_str(&text, &origin)
     }

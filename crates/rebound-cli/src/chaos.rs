@@ -210,7 +210,7 @@ fn input(e: SpecError) -> Failure {
     Failure::Input(e.to_string())
 }
 
-/// `[  12.3s] phase outage (at 12.3s): error status=503`.
+/// `[    12.3s] phase outage: error status=503`.
 fn line(current: &rebound_chaos::Current) -> String {
     format!("[{:>8.1}s] {current}", current.elapsed().as_secs_f64())
 }
