@@ -311,8 +311,12 @@ impl Control {
     /// Adds `faults` after those in force now, in place of the timeline or
     /// the startup faults (as [`set_faults`](Self::set_faults)).
     pub fn add_faults(&self, faults: FaultSet) {
-        let now = self.current().faults;
-        self.set_faults(now.and(faults));
+        let now = self.inner.clock.now();
+        let (healthy, started) = (self.inner.healthy.clone(), self.inner.started);
+        self.change(|s| {
+            let in_force = current(s, &healthy, started, now).faults;
+            s.manual = Some(Arc::new(Injector::new(in_force.and(faults))));
+        });
     }
 
     /// Healthy: no faults, until [`restore`](Self::restore) or
@@ -412,7 +416,7 @@ impl Control {
                 let current = self.current();
                 let start = self.run_start();
                 match (current.source, current.next_change, start) {
-                    (Source::Timeline, Some(at), Some(start)) => Some(start + at),
+                    (Source::Timeline, Some(at), Some(start)) => start.checked_add(at),
                     _ => None,
                 }
             };

@@ -29,10 +29,14 @@ impl Counters {
         for kind in plan.injected() {
             self.injected[kind.index()].fetch_add(1, Ordering::Relaxed);
         }
-        let delay = plan.request_delay() + plan.response_delay();
+        let delay = plan.request_delay().saturating_add(plan.response_delay());
         if !delay.is_zero() {
             let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-            self.delay_nanos.fetch_add(nanos, Ordering::Relaxed);
+            let _ = self
+                .delay_nanos
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_add(nanos))
+                });
         }
     }
 
@@ -45,9 +49,12 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> Counts {
+        // `passed` before `requests`: a request counts in `requests` first,
+        // so a snapshot never has more passed than received.
+        let passed = self.passed.load(Ordering::Relaxed);
         Counts {
-            requests: self.requests.load(Ordering::Relaxed),
-            passed: self.passed.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed).max(passed),
+            passed,
             upstream_requests: self.upstream_requests.load(Ordering::Relaxed),
             upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
             injected: std::array::from_fn(|i| self.injected[i].load(Ordering::Relaxed)),
@@ -100,7 +107,7 @@ impl Counts {
 
     /// Requests that hit any fault.
     pub fn faulted(&self) -> u64 {
-        self.requests - self.passed
+        self.requests.saturating_sub(self.passed)
     }
 
     /// Requests sent to the upstream (`chaos_upstream_requests_total`).

@@ -98,6 +98,10 @@ pub enum Stage {
     Response,
 }
 
+/// The longest `Retry-After` a throttle fault sends: 2³¹ − 1 seconds
+/// (RFC 9111 §1.2.2 asks recipients to accept delta-seconds up to 2³¹).
+const MAX_RETRY_AFTER: u64 = (1 << 31) - 1;
+
 /// The `Retry-After` header of a throttle fault: a delay in whole seconds,
 /// written as delta-seconds (`Retry-After: 5`) or as an HTTP-date that far
 /// ahead (`Retry-After: Wed, 21 Oct 2026 07:28:05 GMT`), as RFC 9110 §10.2.3
@@ -105,7 +109,8 @@ pub enum Stage {
 ///
 /// The date is the proxy's wall clock plus the delay, rounded **up** to the
 /// next whole second (a date has no fractions), so a client honouring it
-/// never waits less than the delay.
+/// never waits less than the delay. A fault set refuses delays over
+/// 2³¹ − 1 seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter {
     seconds: u64,
@@ -384,6 +389,15 @@ impl Fault {
                     format!("{status}: a `throttle` fault answers 429 or 503, the statuses `Retry-After` is defined for"),
                 ))
             }
+            Effect::Throttle { retry_after, .. } if retry_after.seconds > MAX_RETRY_AFTER => {
+                return Err((
+                    "retry_after",
+                    format!(
+                        "{}s is longer than {MAX_RETRY_AFTER}s, the most a client must accept as delta-seconds (RFC 9111 §1.2.2)",
+                        retry_after.seconds
+                    ),
+                ))
+            }
             Effect::SlowBody { chunk_bytes: 0, .. } => {
                 return Err(("chunk_bytes", "0 would never send the body; use 1 or more".into()))
             }
@@ -502,6 +516,16 @@ mod tests {
                 .0,
             "path_prefix"
         );
+        assert_eq!(
+            Fault::throttle(429, RetryAfter::http_date(1 << 31))
+                .check()
+                .unwrap_err()
+                .0,
+            "retry_after"
+        );
+        assert!(Fault::throttle(429, RetryAfter::http_date((1 << 31) - 1))
+            .check()
+            .is_ok());
         assert!(Fault::blackhole().with_rate(0.0).check().is_ok());
     }
 

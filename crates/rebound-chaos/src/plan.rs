@@ -176,8 +176,12 @@ impl Injector {
                     plan.injected |= 1 << FaultKind::Latency.index();
                     let delay = latency.sample(rng);
                     match stage {
-                        Stage::Request => plan.request_delay += delay,
-                        Stage::Response => plan.response_delay += delay,
+                        Stage::Request => {
+                            plan.request_delay = plan.request_delay.saturating_add(delay)
+                        }
+                        Stage::Response => {
+                            plan.response_delay = plan.response_delay.saturating_add(delay)
+                        }
                     }
                 }
                 Effect::SlowBody {

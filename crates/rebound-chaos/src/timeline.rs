@@ -267,7 +267,8 @@ impl Timeline {
     fn in_cycle(&self, elapsed: Duration) -> Duration {
         match (self.repeat, self.length()) {
             (true, Some(len)) if !len.is_zero() => {
-                Duration::from_nanos((elapsed.as_nanos() % len.as_nanos()) as u64)
+                let rem = elapsed.as_nanos() % len.as_nanos();
+                Duration::new((rem / 1_000_000_000) as u64, (rem % 1_000_000_000) as u32)
             }
             _ => elapsed,
         }
@@ -298,8 +299,8 @@ impl Timeline {
             .filter(|b| *b > at)
             .min();
         match next {
-            Some(b) => Some(cycle_start + b),
-            None if self.repeat => self.length().map(|len| cycle_start + len),
+            Some(b) => cycle_start.checked_add(b),
+            None if self.repeat => self.length().and_then(|len| cycle_start.checked_add(len)),
             None => None,
         }
     }

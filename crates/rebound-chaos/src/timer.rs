@@ -27,13 +27,16 @@ pub(crate) async fn sleep_until(clock: &Clock, deadline: Instant) {
     }
 }
 
-/// Waits `duration` on `clock`, from now.
+/// Waits `duration` on `clock`, from now; forever if the deadline is past
+/// what an `Instant` can hold.
 pub(crate) async fn sleep(clock: &Clock, duration: Duration) {
     if duration.is_zero() {
         return;
     }
-    let deadline = clock.now() + duration;
-    sleep_until(clock, deadline).await;
+    match clock.now().checked_add(duration) {
+        Some(deadline) => sleep_until(clock, deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Wall-clock time that moves with `clock`: the system time when the proxy

@@ -435,3 +435,34 @@ fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> RawOutcome {
         }
     }
 }
+
+#[tokio::test]
+async fn absurd_delays_wait_forever_rather_than_overflow() {
+    let up = Upstream::start().await;
+    // Two latencies whose sum overflows a Duration, an Instant and the
+    // counter of added delay: the request waits (it is not cut off by a
+    // panic in its connection task), and the proxy carries on.
+    let proxy = proxy(
+        &up,
+        "latency delay=5000000000000000h path_prefix=/slow\nlatency delay=5000000000000000h path_prefix=/slow",
+    )
+    .await;
+    let url = format!("{}/slow", proxy.url());
+    let slow = tokio::spawn(async move { client().get(url).send().await });
+    until("the latency is injected", || {
+        proxy.counts().injected(FaultKind::Latency) == 1
+    })
+    .await;
+    assert!(still_pending(&slow, 50).await, "{:?}", slow.await);
+    assert_eq!(
+        proxy.counts().injected_delay(),
+        Duration::from_nanos(u64::MAX)
+    );
+    let r = client()
+        .get(format!("{}/fast", proxy.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.hits(), 1);
+}

@@ -94,17 +94,17 @@ async fn handle(shared: Arc<Shared>, kill: Arc<Kill>, request: Request<Incoming>
             retry_after,
         } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let retry_after = retry_after.map(|ra| ra.header_value(control.wall_now()));
             let mut body = format!("rebound chaos: injected {status} (fault `{kind}`)");
-            let mut response = text(status, String::new());
-            if let Some(ra) = retry_after {
-                let value = ra.header_value(control.wall_now());
-                body.push_str(&format!("; Retry-After: {value}"));
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+            if let Some(value) = &retry_after {
+                body.push_str("; Retry-After: ");
+                body.push_str(value);
             }
             body.push('\n');
-            *response.body_mut() = ProxyBody::text(body);
+            let mut response = text(status, body);
+            if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
             mark(&mut response, &plan);
             timer::sleep(clock, plan.response_delay()).await;
             Ok(response)
