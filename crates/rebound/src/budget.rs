@@ -77,7 +77,7 @@ impl RetryBudget {
             min_per_second: 10.0,
             window: Duration::from_secs(10),
             buckets: 10,
-            clock: Clock::system(),
+            clock: Clock::default(),
         }
     }
 

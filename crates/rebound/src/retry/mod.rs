@@ -293,7 +293,7 @@ impl RetryPolicyBuilder {
             breaker: None,
             throttle: None,
             dependency: Arc::from("default"),
-            clock: Clock::system(),
+            clock: Clock::default(),
             random: RandomSource::entropy(),
         }
     }
@@ -404,7 +404,7 @@ impl RetryPolicyBuilder {
         self
     }
 
-    /// The clock for deadlines and sleeping. Default [`Clock::system`].
+    /// The clock for deadlines and sleeping. Default [`Clock::default`].
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
