@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{check, ConfigError};
-use crate::window::{Epochs, Series, Tick};
+use crate::infra::sliding_window::{Epochs, Series, Tick};
 use crate::Clock;
 
 /// A shared cap on retries. See the [module docs](self).

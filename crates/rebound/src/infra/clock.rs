@@ -160,6 +160,7 @@ impl Clock {
         }
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn kind(&self) -> &Kind {
         &self.kind
     }
@@ -283,6 +284,7 @@ struct ManualInner {
 /// The wakers of timers waiting on a manual clock.
 #[derive(Default)]
 pub(crate) struct Timers {
+    #[cfg(feature = "tokio")]
     next_id: u64,
     /// (id, deadline in nanoseconds since the origin, waker)
     waiting: Vec<(u64, u64, std::task::Waker)>,
@@ -407,11 +409,13 @@ impl ManualClock {
         due.into_iter().for_each(std::task::Waker::wake);
     }
 
+    #[cfg(feature = "tokio")]
     /// Nanoseconds of `at` since the origin (zero before it).
     pub(crate) fn nanos_at(&self, at: Instant) -> u64 {
         nanos_of(at.saturating_duration_since(self.inner.origin))
     }
 
+    #[cfg(feature = "tokio")]
     /// Whether the clock has reached `at_nanos` (since the origin); if not,
     /// registers `waker` under `id` (a new id when `None`) to be woken when
     /// it does. Checked under the lock, so an advance cannot slip between
@@ -449,6 +453,7 @@ impl ManualClock {
         false
     }
 
+    #[cfg(feature = "tokio")]
     /// Forgets the timer registered under `id`.
     pub(crate) fn cancel(&self, id: u64) {
         self.timers().waiting.retain(|(i, ..)| *i != id);

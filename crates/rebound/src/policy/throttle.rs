@@ -48,8 +48,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{check, ConfigError};
+use crate::infra::sliding_window::{Epochs, Series};
 use crate::telemetry::{CounterKey, THROTTLE_REJECTED_TOTAL};
-use crate::window::{Epochs, Series};
 use crate::{Clock, RandomSource};
 
 const COMPONENT: &str = "adaptive throttle";
