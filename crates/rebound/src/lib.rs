@@ -110,8 +110,8 @@ pub use clock::{Clock, ManualClock};
 pub use error::ConfigError;
 pub use random::RandomSource;
 pub use retry::{
-    Attempt, Failure, Next, NoHook, Report, Retry, RetryError, RetryEvent, RetryHook, RetryPolicy,
-    RetryPolicyBuilder, RetryState, Stop,
+    Attempt, Failure, Next, NoHook, Report, RetryError, RetryEvent, RetryExecutor, RetryHook,
+    RetryPolicy, RetryPolicyBuilder, RetryState, Stop,
 };
 #[cfg(feature = "tokio")]
 pub use timeout::{Elapsed, Timeout};

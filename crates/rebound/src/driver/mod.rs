@@ -5,6 +5,7 @@
 
 #[cfg(feature = "tokio")]
 pub mod coalesce;
+pub mod retry;
 #[cfg(feature = "tokio")]
 pub mod timeout;
 #[cfg(feature = "tower")]

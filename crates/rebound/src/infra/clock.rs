@@ -180,17 +180,12 @@ impl Clock {
     /// flight.
     ///
     /// On the system and tokio clocks this is a tokio timer; on a manual
-    /// clock it advances the clock by `duration` and yields once. For a wait
-    /// that races other work, use a [`Timer`].
+    /// clock, when first polled, it moves the clock to the end of the wait
+    /// and is done. For a wait that races other work, use
+    /// [`timer`](Self::timer).
     #[cfg(feature = "tokio")]
-    pub async fn sleep(&self, duration: Duration) {
-        match &self.kind {
-            Kind::Manual(m) => {
-                m.advance(duration);
-                tokio::task::yield_now().await;
-            }
-            _ => tokio::time::sleep(duration).await,
-        }
+    pub fn sleep(&self, duration: Duration) -> Timer {
+        Timer::idle(self, duration)
     }
 
     /// A timer firing at `deadline` on this clock, which races other work

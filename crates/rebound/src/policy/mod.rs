@@ -13,4 +13,5 @@ pub mod hedge;
 #[cfg(feature = "tokio")]
 pub mod pipeline;
 pub mod retry;
+pub(crate) mod score;
 pub mod throttle;

@@ -43,6 +43,9 @@ pin_project! {
         #[pin]
         inner: Inner,
         deadline: Instant,
+        // An idle wait (`Clock::sleep`): on a manual clock, moves it to the
+        // deadline instead of waiting for something else to.
+        idle: bool,
     }
 }
 
@@ -83,11 +86,22 @@ impl Timer {
                 sleep: tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)),
             },
         };
-        Timer { inner, deadline }
+        Timer {
+            inner,
+            deadline,
+            idle: false,
+        }
     }
 
     pub(crate) fn after(clock: &Clock, after: Duration) -> Self {
         Self::new(clock, far_or(clock.now(), after))
+    }
+
+    /// An idle wait of `after` (see [`Clock::sleep`]).
+    pub(crate) fn idle(clock: &Clock, after: Duration) -> Self {
+        let mut t = Self::after(clock, after);
+        t.idle = true;
+        t
     }
 
     /// When the timer fires.
@@ -96,10 +110,22 @@ impl Timer {
     }
 
     /// Moves the deadline (earlier or later); a fired timer fires again at
-    /// the new one.
+    /// the new one. The timer then races other work (see [`Clock::timer`]).
     pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        self.set(deadline, false);
+    }
+
+    /// Makes the timer an idle wait of `after` from `now` (read on the
+    /// timer's clock): on a manual clock, it then moves the clock instead
+    /// of waiting for it (see [`Clock::sleep`]).
+    pub fn reset_idle(self: Pin<&mut Self>, now: Instant, after: Duration) {
+        self.set(far_or(now, after), true);
+    }
+
+    fn set(self: Pin<&mut Self>, deadline: Instant, idle: bool) {
         let this = self.project();
         *this.deadline = deadline;
+        *this.idle = idle;
         match this.inner.project() {
             InnerProj::Tokio { sleep } => sleep.reset(tokio::time::Instant::from_std(deadline)),
             InnerProj::Manual { wait } => wait.at = wait.clock.nanos_at(deadline),
@@ -124,10 +150,15 @@ impl Future for Timer {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project().inner.project() {
+        let this = self.project();
+        match this.inner.project() {
             InnerProj::Tokio { sleep } => sleep.poll(cx),
             InnerProj::Manual { wait } => {
                 let ManualWait { clock, at, id } = wait;
+                if *this.idle {
+                    // Nothing else is in flight: jump to the deadline.
+                    clock.set_elapsed(std::time::Duration::from_nanos(*at));
+                }
                 if clock.poll_reached(*at, id, cx.waker()) {
                     Poll::Ready(())
                 } else {

@@ -104,6 +104,8 @@ pub use config::{
 };
 pub use state::State;
 
+pub use crate::policy::score::CallOutcome;
+
 use crate::infra::sync::{AtomicU64, Mutex, Ordering};
 use crate::telemetry;
 use config::Config;
@@ -164,15 +166,6 @@ enum TicketKind {
     Closed,
     Probe,
     Passthrough,
-}
-
-/// How a call went, for [`Permit::record`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallOutcome {
-    /// The dependency did its job (or answered that the request was bad).
-    Success,
-    /// The dependency failed: a timeout, a reset, a 5xx.
-    Failure,
 }
 
 /// Why the breaker changed state, carried by a [`Transition`].
