@@ -10,7 +10,6 @@ use tokio::sync::{watch, Notify};
 
 use crate::counters::Counters;
 use crate::duration::format as dur;
-use crate::timer::{self, Wall};
 use crate::{Counts, FaultSet, Injector, Timeline};
 
 /// Where the faults in force come from.
@@ -141,7 +140,6 @@ pub struct Control {
 
 struct Inner {
     clock: Clock,
-    wall: Wall,
     started: Instant,
     state: RwLock<State>,
     counters: Counters,
@@ -211,13 +209,11 @@ impl Control {
             manual: None,
             version: 0,
         };
-        let wall = Wall::new(&clock);
         let healthy = Arc::new(Injector::new(FaultSet::healthy()));
         let first = current(&state, &healthy, started, started);
         Control {
             inner: Arc::new(Inner {
                 clock,
-                wall,
                 started,
                 state: RwLock::new(state),
                 counters: Counters::default(),
@@ -281,9 +277,10 @@ impl Control {
         &self.inner.clock
     }
 
-    /// Wall-clock time on the proxy's clock (for HTTP-dates).
+    /// Wall-clock time on the proxy's clock (for HTTP-dates): a manual
+    /// clock's moves it too.
     pub(crate) fn wall_now(&self) -> SystemTime {
-        self.inner.wall.now(&self.inner.clock)
+        self.inner.clock.wall()
     }
 
     fn change(&self, f: impl FnOnce(&mut State)) {
@@ -425,7 +422,9 @@ impl Control {
                 _ = self.inner.rewake.notified() => {}
                 _ = async {
                     match next {
-                        Some(deadline) => timer::sleep_until(&clock, deadline).await,
+                        // A timer that races the control changes: on a
+                        // manual clock it fires when the test moves it.
+                        Some(deadline) => clock.timer(deadline).await,
                         None => std::future::pending().await,
                     }
                 } => {}

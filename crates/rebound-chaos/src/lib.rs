@@ -70,9 +70,13 @@
 //! ## Time and randomness
 //!
 //! Every wait — added latency, the pauses of a slow body, the timeline's
-//! phases — is on the proxy's [`Clock`](rebound::Clock): by default tokio's
-//! (so `#[tokio::test(start_paused = true)]` drives it), or a manual clock
-//! whose waits end only when the test moves it. Rates and latency draws
+//! phases — is a timer on the proxy's [`Clock`](rebound::Clock): by default
+//! tokio's (so `#[tokio::test(start_paused = true)]` drives it), or a manual
+//! clock, whose timers fire only when the test moves it
+//! (`time.advance(...)`, `time.set_elapsed(...)`) and never move it
+//! themselves. Tests that send requests over sockets are best on a manual
+//! clock: tokio's paused clock jumps to the next timer whenever the runtime
+//! waits on I/O, so it moves while bytes are in flight. Rates and latency draws
 //! come from a seeded [`RandomSource`](rebound::RandomSource)
 //! ([`ChaosProxyBuilder::seed`]), one generator per request in arrival
 //! order, so a seed repeats a run's draws.
@@ -121,7 +125,6 @@ mod scope;
 mod spec;
 mod timeline;
 mod timeline_file;
-mod timer;
 
 pub use control::{Control, Current, Source};
 pub use counters::Counts;

@@ -12,8 +12,6 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use rebound::Clock;
 
-use crate::timer;
-
 pin_project! {
     /// A response body.
     #[project = Projected]
@@ -120,9 +118,7 @@ impl Body for Trickle {
                     *this.wait = false;
                     let clock = this.clock.clone();
                     let interval = *this.interval;
-                    *this.pause = Some(Box::pin(
-                        async move { timer::sleep(&clock, interval).await },
-                    ));
+                    *this.pause = Some(Box::pin(async move { clock.timer_after(interval).await }));
                     continue;
                 }
                 let n = (*this.chunk).min(this.pending.len());

@@ -18,7 +18,7 @@ use super::conn::Kill;
 use super::headers::{self, Upstream};
 use crate::duration::format as dur;
 use crate::plan::{Action, Plan};
-use crate::{timer, Control, FaultKind};
+use crate::{Control, FaultKind};
 
 /// The header naming what the proxy did to a response it made or changed.
 pub(crate) const CHAOS_HEADER: &str = "x-rebound-chaos";
@@ -86,7 +86,7 @@ async fn handle(shared: Arc<Shared>, kill: Arc<Kill>, request: Request<Incoming>
         );
     }
     let clock = control.clock();
-    timer::sleep(clock, plan.request_delay()).await;
+    wait(clock, plan.request_delay()).await;
     match *plan.action() {
         Action::Respond {
             kind,
@@ -106,7 +106,7 @@ async fn handle(shared: Arc<Shared>, kill: Arc<Kill>, request: Request<Incoming>
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
             mark(&mut response, &plan);
-            timer::sleep(clock, plan.response_delay()).await;
+            wait(clock, plan.response_delay()).await;
             Ok(response)
         }
         Action::Reset => {
@@ -184,7 +184,7 @@ async fn forward(shared: &Shared, kill: &Kill, plan: &Plan, request: Request<Inc
         kill.kill();
         return Err(Reset);
     }
-    timer::sleep(control.clock(), plan.response_delay()).await;
+    wait(control.clock(), plan.response_delay()).await;
     headers::forwardable(&mut parts.headers);
     let body = match plan.slow_body() {
         Some((chunk, interval)) => ProxyBody::Trickle {
@@ -195,6 +195,16 @@ async fn forward(shared: &Shared, kill: &Kill, plan: &Plan, request: Request<Inc
     let mut response = Response::from_parts(parts, body);
     mark(&mut response, plan);
     Ok(response)
+}
+
+/// Waits `delay` on the proxy's clock, racing the rest of the proxy's work:
+/// on a manual clock the wait ends when the test moves the clock past it
+/// (it never moves the clock itself); a delay too long to represent never
+/// ends.
+async fn wait(clock: &rebound::Clock, delay: std::time::Duration) {
+    if !delay.is_zero() {
+        clock.timer_after(delay).await;
+    }
 }
 
 /// A plain-text answer made by the proxy.
