@@ -18,8 +18,10 @@ use http::Method;
 use rebound_chaos::{ChaosProxy, FaultSet, Injector};
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs the client, the proxy and the service: the figures
+    // are their CPU work plus loopback, and the machine's other load moves
+    // them less than with threads racing for its two cores.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
