@@ -86,7 +86,7 @@ impl fmt::Display for FaultKind {
 
 /// When a latency fault waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Stage {
+pub enum LatencyAt {
     /// Before the request is forwarded (`at = "request"`, the default): the
     /// upstream sees the request late, and not at all if the client gives
     /// up first.
@@ -163,12 +163,12 @@ impl RetryAfter {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Effect {
-    /// Waits a drawn delay at `stage`.
+    /// Waits a drawn delay, before the upstream or after it.
     Latency {
         /// The delay's distribution.
         latency: Latency,
         /// Before the upstream, or after it.
-        stage: Stage,
+        at: LatencyAt,
     },
     /// Answers `status` (500–599) without calling the upstream.
     Error {
@@ -264,7 +264,7 @@ impl Fault {
     pub fn latency(latency: Latency) -> Self {
         Self::new(Effect::Latency {
             latency,
-            stage: Stage::Request,
+            at: LatencyAt::Request,
         })
     }
 
@@ -272,7 +272,7 @@ impl Fault {
     pub fn response_latency(latency: Latency) -> Self {
         Self::new(Effect::Latency {
             latency,
-            stage: Stage::Response,
+            at: LatencyAt::Response,
         })
     }
 
@@ -416,9 +416,9 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind().as_str())?;
         match &self.effect {
-            Effect::Latency { latency, stage } => {
+            Effect::Latency { latency, at } => {
                 write!(f, " {latency}")?;
-                if *stage == Stage::Response {
+                if *at == LatencyAt::Response {
                     f.write_str(" at=response")?;
                 }
             }

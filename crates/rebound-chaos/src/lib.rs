@@ -129,7 +129,7 @@ mod timeline_file;
 pub use control::{Control, Current, Source};
 pub use counters::Counts;
 pub use error::{SpecError, StartError};
-pub use fault::{Effect, Fault, FaultKind, RetryAfter, Stage};
+pub use fault::{Effect, Fault, FaultKind, LatencyAt, RetryAfter};
 pub use latency::Latency;
 pub use plan::{Action, FaultSet, Injector, Plan};
 pub use proxy::{ChaosProxy, ChaosProxyBuilder};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::fault::{Effect, RetryAfter, Stage};
+use crate::fault::{Effect, LatencyAt, RetryAfter};
 use crate::{Fault, FaultKind, SpecError};
 
 /// Faults in force together, checked.
@@ -17,7 +17,7 @@ use crate::{Fault, FaultKind, SpecError};
 ///   (an independent draw) until its `times` are used up;
 /// * at most one of `error`, `throttle`, `reset`, `drop_response` and
 ///   `blackhole` hits: the first in the list that does;
-/// * latencies add up (a request-stage and a response-stage latency both
+/// * latencies add up (one before the upstream and one after it both
 ///   apply), except on a blackholed request;
 /// * a `slow_body` applies to answers that come from the upstream (the
 ///   first one that hits).
@@ -169,17 +169,17 @@ impl Injector {
         // Then what changes the answer's timing.
         for (i, fault) in self.faults.faults.iter().enumerate() {
             match fault.effect() {
-                Effect::Latency { latency, stage }
+                Effect::Latency { latency, at }
                     if plan.action != Action::Blackhole
                         && self.hits(i, fault, method, path, rng) =>
                 {
                     plan.injected |= 1 << FaultKind::Latency.index();
                     let delay = latency.sample(rng);
-                    match stage {
-                        Stage::Request => {
+                    match at {
+                        LatencyAt::Request => {
                             plan.request_delay = plan.request_delay.saturating_add(delay)
                         }
-                        Stage::Response => {
+                        LatencyAt::Response => {
                             plan.response_delay = plan.response_delay.saturating_add(delay)
                         }
                     }

@@ -12,7 +12,7 @@ use http::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::{format as dur, Dur};
-use crate::fault::{Effect, RetryAfter, Stage};
+use crate::fault::{Effect, LatencyAt, RetryAfter};
 use crate::latency::Param;
 use crate::{Fault, FaultKind, FaultSet, Latency, Scope, SpecError};
 
@@ -253,9 +253,9 @@ impl RawFault {
                 ));
             }
         }
-        let stage = match self.at.as_deref().map(str::trim) {
-            None | Some("request") => Stage::Request,
-            Some("response") => Stage::Response,
+        let at = match self.at.as_deref().map(str::trim) {
+            None | Some("request") => LatencyAt::Request,
+            Some("response") => LatencyAt::Response,
             Some(other) => {
                 return Err(SpecError::new(
                     "at",
@@ -263,7 +263,7 @@ impl RawFault {
                 ))
             }
         };
-        Ok(Effect::Latency { latency, stage })
+        Ok(Effect::Latency { latency, at })
     }
 
     fn throttle(&self) -> Result<Effect, SpecError> {
@@ -317,7 +317,7 @@ impl RawFault {
             ..RawFault::default()
         };
         match fault.effect() {
-            Effect::Latency { latency, stage } => {
+            Effect::Latency { latency, at } => {
                 if latency.distribution() != "fixed" {
                     raw.distribution = Some(latency.distribution().to_string());
                 }
@@ -338,7 +338,7 @@ impl RawFault {
                         _ => {}
                     }
                 }
-                if *stage == Stage::Response {
+                if *at == LatencyAt::Response {
                     raw.at = Some("response".into());
                 }
             }
