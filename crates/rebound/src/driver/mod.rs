@@ -4,7 +4,11 @@
 //! the machine", with no decision of its own.
 
 #[cfg(feature = "tokio")]
+pub mod bulkhead;
+#[cfg(feature = "tokio")]
 pub mod coalesce;
+#[cfg(feature = "tokio")]
+pub mod hedge;
 pub mod retry;
 #[cfg(feature = "tokio")]
 pub mod timeout;

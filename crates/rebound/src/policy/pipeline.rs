@@ -639,7 +639,7 @@ where
     if ctx.once {
         return launch().await;
     }
-    let raced = crate::hedge::race(policy, launch, |r: &Out<T, E>| match r {
+    let raced = crate::driver::hedge::race(policy, launch, true, |r: &Out<T, E>| match r {
         Ok(v) => Verdict::of(cx.classify(Outcome::Ok(v)), true),
         Err(e) => match &e.last {
             Some(Failure::Error(err)) => Verdict::of(cx.classify(Outcome::Err(err)), false),

@@ -115,35 +115,3 @@ pub(crate) fn refusal(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Op
         None
     }
 }
-
-pin_project_lite::pin_project! {
-    /// A timer that may be off.
-    #[project = TimerProj]
-    pub(crate) enum Timer {
-        Armed { #[pin] sleep: tokio::time::Sleep },
-        Off,
-    }
-}
-
-impl Timer {
-    pub(crate) fn after(d: Option<std::time::Duration>) -> Self {
-        match d {
-            Some(d) => Timer::Armed {
-                sleep: tokio::time::sleep(d),
-            },
-            None => Timer::Off {},
-        }
-    }
-
-    /// Ready when armed and expired; never when off.
-    pub(crate) fn poll_expired(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        use std::future::Future;
-        match self.project() {
-            TimerProj::Armed { sleep } => sleep.poll(cx),
-            TimerProj::Off {} => std::task::Poll::Pending,
-        }
-    }
-}
