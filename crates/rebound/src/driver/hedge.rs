@@ -14,25 +14,10 @@ use pin_project_lite::pin_project;
 
 use crate::classify::{Classifier, Decision, Outcome, RetryErrors};
 use crate::clock::Timer;
+use crate::driver::launch::{Calls, Launch};
 use crate::hedge::{HedgeAction, HedgeCopy, HedgePolicy, HedgeState, Idempotent, Verdict};
 use crate::retry::{Failure, RetryError};
 use crate::Stop;
-
-/// How a driver starts copies of its call.
-pub(crate) trait Launch {
-    /// A copy in flight.
-    type Copy: Future;
-
-    /// Whether a copy can start now; an error result (a service that
-    /// failed to become ready) is kept as the last result instead.
-    fn poll_ready(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), <Self::Copy as Future>::Output>>;
-
-    /// Starts a copy.
-    fn launch(&mut self) -> Self::Copy;
-}
 
 /// What a race ended with.
 pub(crate) struct Raced<R> {
@@ -182,27 +167,6 @@ where
     let first = calls.launch();
     let mut race = std::pin::pin!(Race::new(policy, first, record_request));
     std::future::poll_fn(|cx| race.as_mut().poll_race(cx, policy, &mut calls, &mut judge)).await
-}
-
-/// The closure API's launcher: the operation, always ready.
-struct Calls<F>(F);
-
-impl<T, E, F, Fut> Launch for Calls<F>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    type Copy = Fut;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Result<T, E>>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn launch(&mut self) -> Fut {
-        (self.0)()
-    }
 }
 
 impl HedgePolicy {

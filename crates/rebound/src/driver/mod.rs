@@ -9,6 +9,10 @@ pub mod bulkhead;
 pub mod coalesce;
 #[cfg(feature = "tokio")]
 pub mod hedge;
+#[cfg(feature = "tokio")]
+pub(crate) mod launch;
+#[cfg(feature = "tokio")]
+pub mod pipeline;
 pub mod retry;
 #[cfg(feature = "tokio")]
 pub mod timeout;

@@ -115,3 +115,28 @@ pub(crate) fn refusal(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Op
         None
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A call's future, its error boxed.
+    #[doc(hidden)]
+    pub struct IntoBoxError<F> {
+        #[pin]
+        pub(crate) fut: F,
+    }
+}
+
+impl<T, E, F> std::future::Future for IntoBoxError<F>
+where
+    E: Into<BoxError>,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project().fut.poll(cx).map(|r| r.map_err(Into::into))
+    }
+}

@@ -7,9 +7,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::classify::{Classifier, Outcome, RetryErrors};
-use crate::driver::hedge::{Launch, Race};
+use crate::driver::hedge::Race;
+use crate::driver::launch::Launch;
 use crate::hedge::{HedgePolicy, Verdict};
-use crate::tower::{refusal, BoxError};
+use crate::tower::{refusal, BoxError, IntoBoxError};
 
 pin_project! {
     /// The response future of [`Hedge`](super::Hedge).
@@ -33,7 +34,7 @@ pin_project! {
         // A request raced in copies by the hedge driver.
         Hedged {
             #[pin]
-            race: Race<Boxed<S::Future>, Result<S::Response, BoxError>>,
+            race: Race<IntoBoxError<S::Future>, Result<S::Response, BoxError>>,
             // Boxed: the request, a service and a classifier are only
             // needed to send copies.
             hedging: Box<Hedging<S, Req, C>>,
@@ -60,7 +61,7 @@ where
     S::Error: Into<BoxError>,
     Req: Clone,
 {
-    type Copy = Boxed<S::Future>;
+    type Copy = IntoBoxError<S::Future>;
 
     #[inline]
     fn poll_ready(
@@ -73,8 +74,8 @@ where
     }
 
     #[inline]
-    fn launch(&mut self) -> Boxed<S::Future> {
-        Boxed {
+    fn launch(&mut self) -> IntoBoxError<S::Future> {
+        IntoBoxError {
             fut: self.svc.call(self.req.clone()),
         }
     }
@@ -88,24 +89,6 @@ fn judge<T, C: Classifier<T, BoxError>>(classifier: &C, r: &Result<T, BoxError>)
         // bulkhead): another copy now would be refused too.
         Err(e) if refusal(&**e).is_some() => Verdict::Wait(None),
         Err(e) => Verdict::of(classifier.classify(Outcome::Err(e)), false),
-    }
-}
-
-pin_project! {
-    /// A copy's future, its error boxed.
-    #[doc(hidden)]
-    pub struct Boxed<F> {
-        #[pin]
-        fut: F,
-    }
-}
-
-impl<T, E: Into<BoxError>, F: Future<Output = Result<T, E>>> Future for Boxed<F> {
-    type Output = Result<T, BoxError>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().fut.poll(cx).map(|r| r.map_err(Into::into))
     }
 }
 
@@ -125,7 +108,7 @@ impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
     ) -> Self {
         ResponseFuture {
             kind: Kind::Hedged {
-                race: Race::new(&policy, Boxed { fut }, true),
+                race: Race::new(&policy, IntoBoxError { fut }, true),
                 hedging: Box::new(Hedging {
                     copies: Copies { svc, req },
                     policy,
