@@ -3,7 +3,8 @@
 //! `max_attempts = 3` looks safe, but when a dependency is failing for
 //! everyone it means every caller sends three times the load to the service
 //! that is already struggling — and with three layers each retrying three
-//! times, 27 times (seed 002: "Every retry needs a budget"). A budget is
+//! times, 27 times: every retry needs a budget (Google, *Site Reliability
+//! Engineering*, 2016, chapter 22, "Addressing Cascading Failures"). A budget is
 //! shared by every call to one dependency and allows retries only while
 //! they are a small fraction of the traffic, so a blip is retried and an
 //! outage is not amplified.
@@ -155,6 +156,20 @@ impl RetryBudget {
             Inner::Ratio(r) => r.try_withdraw(),
             Inner::Bucket(b) => b.tokens.load(Ordering::Acquire) * 2 > b.max,
         }
+    }
+
+    /// Whether `other` is this budget or a clone of it (so they share
+    /// their counts).
+    ///
+    /// ```
+    /// use rebound::RetryBudget;
+    /// let a = RetryBudget::token_bucket(10.0, 0.1)?;
+    /// assert!(a.same_as(&a.clone()));
+    /// assert!(!a.same_as(&RetryBudget::token_bucket(10.0, 0.1)?));
+    /// # Ok::<(), rebound::ConfigError>(())
+    /// ```
+    pub fn same_as(&self, other: &RetryBudget) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// What the budget holds right now.
