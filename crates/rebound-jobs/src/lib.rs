@@ -1,0 +1,25 @@
+//! # rebound-jobs
+//!
+//! Background work that retries for hours, catches poison messages and
+//! dead-letters.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod dlq;
+pub mod job;
+pub mod policy;
+pub mod queue;
+pub mod time;
+
+pub use dlq::{DeadLetterFilter, RedriveOptions};
+pub use job::{
+    ClaimedJob, DeliveryRecord, JobId, JobRecord, JobStatus, Lease, NewJob, QueueCounts,
+    RunReport, RunResult, Settlement,
+};
+pub use policy::{
+    ClaimAction, DeadLetterReason, DeliveryPolicy, DeliveryPolicyBuilder, DeliveryState,
+    Disposition, RunEnd,
+};
+#[cfg(feature = "embedded")]
+pub use queue::embedded::EmbeddedQueue;
+pub use queue::{ClaimRequest, Queue, QueueError};
+pub use time::Timestamp;
