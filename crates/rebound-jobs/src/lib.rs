@@ -6,9 +6,11 @@
 
 pub mod dlq;
 pub mod job;
+pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod time;
+pub mod worker;
 
 pub use dlq::{DeadLetterFilter, RedriveOptions};
 pub use job::{
@@ -23,3 +25,6 @@ pub use policy::{
 pub use queue::embedded::EmbeddedQueue;
 pub use queue::{ClaimRequest, Queue, QueueError};
 pub use time::Timestamp;
+pub use worker::{
+    JobContext, JobError, JobErrors, ShutdownReport, Worker, WorkerBuilder, WorkerHandle,
+};

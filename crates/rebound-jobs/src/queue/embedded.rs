@@ -59,6 +59,7 @@ pub struct EmbeddedQueue {
     db: Arc<Database>,
     path: Arc<PathBuf>,
     clock: rebound::Clock,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for EmbeddedQueue {
@@ -181,6 +182,7 @@ impl EmbeddedQueue {
             db: Arc::new(db),
             path: Arc::new(path.to_owned()),
             clock: rebound::Clock::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -284,10 +286,14 @@ impl Queue for EmbeddedQueue {
         &self.clock
     }
 
+    fn notifier(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.wake.clone())
+    }
+
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
         check_queue(&job.queue)?;
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
+        let id = tokio::task::spawn_blocking(move || {
             let mut tx = db.begin_write().map_err(backend)?;
             tx.set_durability(Durability::Immediate)
                 .map_err(|e| QueueError::Backend {
@@ -313,7 +319,9 @@ impl Queue for EmbeddedQueue {
         .map_err(|e| QueueError::Backend {
             backend: BACKEND,
             source: Box::new(e),
-        })?
+        })??;
+        self.wake.notify_waiters();
+        Ok(id)
     }
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {
@@ -380,6 +388,10 @@ impl Queue for EmbeddedQueue {
         now: Timestamp,
     ) -> Result<(), QueueError> {
         let lease = *lease;
+        let wakes = matches!(
+            settlement,
+            Settlement::Retry { .. } | Settlement::HandBack { .. }
+        );
         self.write(move |t| {
             let rec = t.get(lease.id.0)?;
             apply::check_lease(rec.as_ref(), &lease)?;
@@ -392,7 +404,11 @@ impl Queue for EmbeddedQueue {
             }
             Ok(())
         })
-        .await
+        .await?;
+        if wakes {
+            self.wake.notify_waiters();
+        }
+        Ok(())
     }
 
     async fn rescue(&self, now: Timestamp, max: usize) -> Result<usize, QueueError> {
@@ -416,6 +432,11 @@ impl Queue for EmbeddedQueue {
             Ok(n)
         })
         .await
+        .inspect(|n| {
+            if *n > 0 {
+                self.wake.notify_waiters();
+            }
+        })
     }
 
     async fn counts(&self, queue: &str, now: Timestamp) -> Result<QueueCounts, QueueError> {
@@ -528,6 +549,7 @@ impl Queue for EmbeddedQueue {
             Ok(n)
         })
         .await
+        .inspect(|_| self.wake.notify_waiters())
     }
 
     async fn purge(&self, ids: &[JobId]) -> Result<usize, QueueError> {

@@ -178,6 +178,13 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Dead-lettered jobs in `queue` (all queues when `None`).
     async fn dead_letter_depth(&self, queue: Option<&str>) -> Result<u64, QueueError>;
 
+    /// A signal raised whenever jobs may have become due in this process
+    /// (an enqueue, a retry, a redrive), so idle workers claim at once
+    /// instead of at their next poll. `None` (the default): workers poll.
+    fn notifier(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Adds `job` now, on this queue's clock.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
         let now = crate::time::wall(self.clock());
@@ -192,6 +199,9 @@ impl<Q: Queue + ?Sized> Queue for std::sync::Arc<Q> {
     }
     fn clock(&self) -> &rebound::Clock {
         (**self).clock()
+    }
+    fn notifier(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        (**self).notifier()
     }
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
         (**self).enqueue_at(job, now).await
