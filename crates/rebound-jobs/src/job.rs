@@ -275,6 +275,7 @@ pub enum JobStatus {
     Dead,
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 impl JobStatus {
     pub(crate) const fn code(self) -> i16 {
         match self {

@@ -23,6 +23,8 @@ pub use policy::{
 };
 #[cfg(feature = "embedded")]
 pub use queue::embedded::EmbeddedQueue;
+#[cfg(feature = "postgres")]
+pub use queue::postgres::PostgresQueue;
 pub use queue::{ClaimRequest, Queue, QueueError};
 pub use time::Timestamp;
 pub use worker::{

@@ -67,11 +67,13 @@ impl Timestamp {
         Timestamp(self.0.saturating_sub(duration_millis(d)))
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     /// The timestamp as a PostgreSQL `BIGINT` (saturating).
     pub(crate) fn as_i64(self) -> i64 {
         i64::try_from(self.0).unwrap_or(i64::MAX)
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     /// A timestamp from a PostgreSQL `BIGINT` (negative becomes the epoch).
     pub(crate) fn from_i64(v: i64) -> Self {
         Timestamp(u64::try_from(v).unwrap_or(0))

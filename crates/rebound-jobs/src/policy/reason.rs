@@ -41,6 +41,7 @@ impl DeadLetterReason {
         }
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     /// A stable small number (the column value queues store).
     pub(crate) const fn code(self) -> i16 {
         match self {
@@ -51,6 +52,7 @@ impl DeadLetterReason {
         }
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     /// The reason stored as `code`.
     pub(crate) fn from_code(code: i16) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.code() == code)

@@ -33,6 +33,8 @@ use crate::time::Timestamp;
 mod apply;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 /// A boxed error from a queue's client library.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
