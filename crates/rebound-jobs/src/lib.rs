@@ -4,6 +4,8 @@
 //! dead-letters.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod dlq;
 pub mod job;
 pub mod metrics;

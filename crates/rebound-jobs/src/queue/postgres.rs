@@ -138,7 +138,7 @@ impl Sql {
                    FROM picked WHERE j.id = picked.id
                  RETURNING j.id, j.queue, j.payload, j.deliveries, j.failures, j.interrupts,
                            j.enqueued_at, j.backoff_retries, j.backoff_previous_nanos, j.fence,
-                           j.lease_expires_at, j.last_error"
+                           j.lease_expires_at, j.last_error, j.run_at"
             ),
             renew: format!(
                 "UPDATE {t} SET lease_expires_at = $3::bigint
@@ -503,11 +503,11 @@ impl Queue for PostgresQueue {
                 )
                 .await
                 .map_err(pg_err)?;
-            let mut out: Vec<ClaimedJob> = rows
+            let mut out: Vec<(i64, ClaimedJob)> = rows
                 .iter()
                 .map(|r| {
                     let id: i64 = r.get(0);
-                    ClaimedJob {
+                    let job = ClaimedJob {
                         lease: Lease {
                             id: JobId(id as u64),
                             token: r.get::<_, i64>(9) as u64,
@@ -526,12 +526,13 @@ impl Queue for PostgresQueue {
                                 .map(|n| n.max(0) as u64),
                         },
                         last_error: r.get(11),
-                    }
+                    };
+                    (r.get::<_, i64>(12), job)
                 })
                 .collect();
             // UPDATE … RETURNING does not keep the picked order.
-            out.sort_by_key(|j| j.lease.id);
-            Ok(out)
+            out.sort_by_key(|(run_at, j)| (*run_at, j.lease.id));
+            Ok(out.into_iter().map(|(_, j)| j).collect())
         })
         .await
     }
