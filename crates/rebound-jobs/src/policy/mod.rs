@@ -286,6 +286,10 @@ impl DeliveryPolicyBuilder {
 
     /// The delay between attempts. Default [`DEFAULT_BACKOFF`]: exponential
     /// from 15 s, factor 2, capped at 4 h, full jitter.
+    ///
+    /// A [`Backoff`] built from scratch keeps the core's cap for requests
+    /// (20 s): set [`Backoff::with_max_delay`] to the longest wait you want
+    /// between two runs of a job.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.policy.backoff = backoff;
         self
