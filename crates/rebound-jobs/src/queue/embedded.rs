@@ -57,6 +57,7 @@ const BACKEND: &str = "embedded";
 #[derive(Clone)]
 pub struct EmbeddedQueue {
     db: Arc<Database>,
+    writer: Arc<Writer>,
     path: Arc<PathBuf>,
     clock: rebound::Clock,
     wake: Arc<tokio::sync::Notify>,
@@ -89,6 +90,7 @@ fn encode(rec: &JobRecord) -> Vec<u8> {
 }
 
 struct Tables<'t> {
+    meta: Table<'t, &'static str, u64>,
     jobs: Table<'t, u64, &'static [u8]>,
     ready: Table<'t, (&'static str, u64, u64), ()>,
     leases: Table<'t, (u64, u64), ()>,
@@ -98,6 +100,7 @@ struct Tables<'t> {
 impl Tables<'_> {
     fn open(tx: &redb::WriteTransaction) -> Result<Tables<'_>, QueueError> {
         Ok(Tables {
+            meta: tx.open_table(META).map_err(backend)?,
             jobs: tx.open_table(JOBS).map_err(backend)?,
             ready: tx.open_table(READY).map_err(backend)?,
             leases: tx.open_table(LEASES).map_err(backend)?,
@@ -173,13 +176,12 @@ impl EmbeddedQueue {
         let path = path.as_ref();
         let db = Database::create(path).map_err(|e| open_error(path, e))?;
         let tx = db.begin_write().map_err(backend)?;
-        {
-            Tables::open(&tx)?;
-            tx.open_table(META).map_err(backend)?;
-        }
+        Tables::open(&tx)?;
         tx.commit().map_err(backend)?;
+        let db = Arc::new(db);
         Ok(EmbeddedQueue {
-            db: Arc::new(db),
+            writer: Arc::new(Writer::start(db.clone(), path)?),
+            db,
             path: Arc::new(path.to_owned()),
             clock: rebound::Clock::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -210,29 +212,37 @@ impl EmbeddedQueue {
         &self.path
     }
 
+    /// Runs `f` in a write transaction shared with the other writes
+    /// waiting at that moment (group commit: one fsync for the batch), and
+    /// answers once the transaction is durable.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Tables<'_>) -> Result<T, QueueError> + Send + 'static,
     ) -> Result<T, QueueError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut tx = db.begin_write().map_err(backend)?;
-            tx.set_durability(Durability::Immediate)
-                .map_err(|e| QueueError::Backend {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op: Op = Box::new(move |t: Option<&mut Tables<'_>>| {
+            // `None`: the batch could not start; the commit error says why.
+            let r = match t {
+                Some(t) => f(t),
+                None => Err(QueueError::Backend {
                     backend: BACKEND,
-                    source: Box::new(e),
-                })?;
-            let out = {
-                let mut t = Tables::open(&tx)?;
-                f(&mut t)?
+                    source: "no write transaction".into(),
+                }),
             };
-            tx.commit().map_err(backend)?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| QueueError::Backend {
+            Box::new(move |commit: Option<&str>| {
+                let _ = tx.send(match commit {
+                    None => r,
+                    Some(e) => Err(QueueError::Backend {
+                        backend: BACKEND,
+                        source: e.to_owned().into(),
+                    }),
+                });
+            }) as Done
+        });
+        self.writer.send(op)?;
+        rx.await.map_err(|_| QueueError::Backend {
             backend: BACKEND,
-            source: Box::new(e),
+            source: "the queue's writer thread stopped".into(),
         })?
     }
 
@@ -250,6 +260,99 @@ impl EmbeddedQueue {
             backend: BACKEND,
             source: Box::new(e),
         })?
+    }
+}
+
+/// A write to run inside a batch; returns what to do once the batch has
+/// committed (with the commit's error, if any).
+type Op = Box<dyn for<'a, 't> FnOnce(Option<&'a mut Tables<'t>>) -> Done + Send>;
+type Done = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// The one thread that writes: it takes every write waiting, runs them in
+/// one transaction and commits once (durably), then answers each.
+struct Writer {
+    tx: Option<std::sync::mpsc::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Writes per transaction at most.
+const MAX_BATCH: usize = 512;
+
+impl Writer {
+    fn start(db: Arc<Database>, path: &Path) -> Result<Writer, QueueError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Op>();
+        let thread = std::thread::Builder::new()
+            .name(format!("rebound-jobs-writer {}", path.display()))
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut ops = vec![first];
+                    while ops.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(op) => ops.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(&db, ops);
+                }
+            })
+            .map_err(|e| QueueError::Backend {
+                backend: BACKEND,
+                source: Box::new(e),
+            })?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, op: Op) -> Result<(), QueueError> {
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send(op).ok())
+            .ok_or_else(|| QueueError::Backend {
+                backend: BACKEND,
+                source: "the queue's writer thread stopped".into(),
+            })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; joining it releases the file
+        // before the last handle is gone, so the file can be reopened at once.
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_batch(db: &Database, ops: Vec<Op>) {
+    let fail_all = |ops: Vec<Op>, e: &str| {
+        for op in ops {
+            op(None)(Some(e));
+        }
+    };
+    let mut tx = match db.begin_write() {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(ops, &e.to_string()),
+    };
+    if let Err(e) = tx.set_durability(Durability::Immediate) {
+        return fail_all(ops, &e.to_string());
+    }
+    let mut done = Vec::with_capacity(ops.len());
+    {
+        let mut t = match Tables::open(&tx) {
+            Ok(t) => t,
+            Err(e) => return fail_all(ops, &e.to_string()),
+        };
+        for op in ops {
+            done.push(op(Some(&mut t)));
+        }
+    }
+    let err = tx.commit().err().map(|e| e.to_string());
+    for d in done {
+        d(err.as_deref());
     }
 }
 
@@ -292,34 +395,19 @@ impl Queue for EmbeddedQueue {
 
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
         check_queue(&job.queue)?;
-        let db = self.db.clone();
-        let id = tokio::task::spawn_blocking(move || {
-            let mut tx = db.begin_write().map_err(backend)?;
-            tx.set_durability(Durability::Immediate)
-                .map_err(|e| QueueError::Backend {
-                    backend: BACKEND,
-                    source: Box::new(e),
-                })?;
-            let id = {
-                let mut meta = tx.open_table(META).map_err(backend)?;
-                let next = meta
+        let id = self
+            .write(move |t| {
+                let next = t
+                    .meta
                     .get("next_id")
                     .map_err(backend)?
                     .map_or(1, |v| v.value());
-                meta.insert("next_id", next + 1).map_err(backend)?;
-                let mut t = Tables::open(&tx)?;
+                t.meta.insert("next_id", next + 1).map_err(backend)?;
                 let rec = apply::new_record(JobId(next), job, now);
                 t.put(&rec)?;
-                rec.id
-            };
-            tx.commit().map_err(backend)?;
-            Ok(id)
-        })
-        .await
-        .map_err(|e| QueueError::Backend {
-            backend: BACKEND,
-            source: Box::new(e),
-        })??;
+                Ok(rec.id)
+            })
+            .await?;
         self.wake.notify_waiters();
         Ok(id)
     }
