@@ -1,6 +1,8 @@
 //! Shared test helpers: the service skip rule, unique names, fresh queues.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
