@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@tests $make;
             claim_counts_the_delivery_and_leases,
+            enqueue_many_keeps_the_order,
             claims_only_due_jobs_in_due_order,
             ack_deletes_the_job,
             retry_keeps_the_state_until_due,
@@ -161,6 +162,24 @@ pub async fn claim_counts_the_delivery_and_leases(queue: &dyn Queue) {
     assert_eq!(rec.history[0].claimed_at, T0);
     assert_eq!(rec.history[0].worker, "conformance");
     assert_eq!(rec.history[0].result, RunResult::NoOutcome);
+}
+
+/// A batch enqueue returns the ids in order; the jobs are claimed in that
+/// order.
+pub async fn enqueue_many_keeps_the_order(queue: &dyn Queue) {
+    let name = q("many");
+    let jobs = (0..50).map(|i| NewJob::new(&name, i.to_string())).collect();
+    let ids = queue.enqueue_many_at(jobs, T0).await.unwrap();
+    assert_eq!(ids.len(), 50);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let claimed = claim(queue, &name, T0, 100).await;
+    let got: Vec<_> = claimed.iter().map(|j| (j.id(), j.payload.clone())).collect();
+    let want: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i.to_string().into_bytes()))
+        .collect();
+    assert_eq!(got, want);
 }
 
 /// Only due jobs are claimed, earliest due first; other queues' jobs are

@@ -394,22 +394,37 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
-        check_queue(&job.queue)?;
-        let id = self
+        Ok(self.enqueue_many_at(vec![job], now).await?[0])
+    }
+
+    async fn enqueue_many_at(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, QueueError> {
+        for job in &jobs {
+            check_queue(&job.queue)?;
+        }
+        let ids = self
             .write(move |t| {
-                let next = t
+                let first = t
                     .meta
                     .get("next_id")
                     .map_err(backend)?
                     .map_or(1, |v| v.value());
-                t.meta.insert("next_id", next + 1).map_err(backend)?;
-                let rec = apply::new_record(JobId(next), job, now);
-                t.put(&rec)?;
-                Ok(rec.id)
+                let n = jobs.len() as u64;
+                t.meta.insert("next_id", first + n).map_err(backend)?;
+                let mut ids = Vec::with_capacity(jobs.len());
+                for (i, job) in jobs.into_iter().enumerate() {
+                    let rec = apply::new_record(JobId(first + i as u64), job, now);
+                    t.put(&rec)?;
+                    ids.push(rec.id);
+                }
+                Ok(ids)
             })
             .await?;
         self.wake.notify_waiters();
-        Ok(id)
+        Ok(ids)
     }
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {

@@ -131,6 +131,21 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Adds `job` at `now`; returns its id.
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError>;
 
+    /// Adds every job of `jobs` at `now` in one step where the backend
+    /// allows it (one transaction, one statement); returns their ids in
+    /// order. The default enqueues them one by one.
+    async fn enqueue_many_at(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, QueueError> {
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            ids.push(self.enqueue_at(job, now).await?);
+        }
+        Ok(ids)
+    }
+
     /// Claims up to `req.max` due jobs (see the module rules).
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError>;
 
@@ -207,6 +222,13 @@ impl<Q: Queue + ?Sized> Queue for std::sync::Arc<Q> {
     }
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
         (**self).enqueue_at(job, now).await
+    }
+    async fn enqueue_many_at(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, QueueError> {
+        (**self).enqueue_many_at(jobs, now).await
     }
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {
         (**self).claim(req).await

@@ -76,6 +76,7 @@ const COLUMNS: &str = "id, queue, status, payload, run_at, enqueued_at, deliveri
 struct Sql {
     migrate: String,
     enqueue: String,
+    enqueue_many: String,
     claim: String,
     renew: String,
     ack: String,
@@ -121,6 +122,12 @@ impl Sql {
             enqueue: format!(
                 "INSERT INTO {t} (queue, payload, run_at, enqueued_at)
                  VALUES ($1::text, $2::bytea, $3::bigint, $3::bigint) RETURNING id"
+            ),
+            enqueue_many: format!(
+                "INSERT INTO {t} (queue, payload, run_at, enqueued_at)
+                 SELECT q, p, r, r FROM unnest($1::text[], $2::bytea[], $3::bigint[])
+                   WITH ORDINALITY AS j(q, p, r, n) ORDER BY n
+                 RETURNING id"
             ),
             claim: format!(
                 "WITH picked AS (
@@ -477,6 +484,38 @@ impl Queue for PostgresQueue {
                 .await
                 .map_err(pg_err)?;
             Ok(JobId(row.get::<_, i64>(0) as u64))
+        })
+        .await
+    }
+
+    async fn enqueue_many_at(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, QueueError> {
+        for job in &jobs {
+            check_queue(&job.queue)?;
+        }
+        let due: Vec<i64> = jobs.iter().map(|j| j.due_at(now).as_i64()).collect();
+        let (queues, payloads): (Vec<String>, Vec<Vec<u8>>) =
+            jobs.into_iter().map(|j| (j.queue, j.payload)).unzip();
+        self.timed(async {
+            let c = self.client().await?;
+            let st = c
+                .prepare_cached(&self.sql.enqueue_many)
+                .await
+                .map_err(pg_err)?;
+            let rows = c
+                .query(&st, &[&queues, &payloads, &due])
+                .await
+                .map_err(pg_err)?;
+            let mut ids: Vec<JobId> = rows
+                .iter()
+                .map(|r| JobId(r.get::<_, i64>(0) as u64))
+                .collect();
+            // Ids come from one sequence in insertion order.
+            ids.sort();
+            Ok(ids)
         })
         .await
     }
