@@ -1,6 +1,6 @@
 use tower_layer::Layer;
 
-use super::{PolicyRef, Retry};
+use super::{Retry, SharedPolicy};
 use crate::classify::RetryErrors;
 use crate::RetryPolicy;
 
@@ -14,7 +14,7 @@ use crate::RetryPolicy;
 /// ```
 #[derive(Clone)]
 pub struct RetryLayer<C = RetryErrors> {
-    policy: PolicyRef,
+    policy: SharedPolicy,
     classifier: C,
 }
 
@@ -28,10 +28,11 @@ impl<C> std::fmt::Debug for RetryLayer<C> {
 
 impl RetryLayer {
     /// A layer retrying under `policy`, every error and timeout (the
-    /// default classifier).
-    pub fn new(policy: RetryPolicy) -> Self {
+    /// default classifier). `policy` is a [`RetryPolicy`] (shared by
+    /// reference count) or a `&'static RetryPolicy` (see [`SharedPolicy`]).
+    pub fn new(policy: impl Into<SharedPolicy>) -> Self {
         RetryLayer {
-            policy: PolicyRef::new(policy),
+            policy: policy.into(),
             classifier: RetryErrors,
         }
     }

@@ -4,12 +4,12 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::error::RetryFailed;
-use super::PolicyRef;
+use super::SharedPolicy;
 use crate::classify::{Classifier, Decision, Outcome};
+use crate::clock::{self, Clock};
 use crate::retry::{Attempt, Next, RetryPolicy, RetryState, Stop};
 use crate::tower::timeout::error::Elapsed;
 use crate::tower::{refusal, BoxError};
@@ -32,7 +32,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        policy: PolicyRef,
+        policy: SharedPolicy,
         classifier: C,
         svc: S,
         req: Option<Req>,
@@ -61,10 +61,10 @@ impl<T> Rare<T> {
     /// Without the call's state: the first attempt of a call whose attempts
     /// are plain. Out of line: off the path of a call without a timer.
     #[inline(never)]
-    fn untracked(timeout: Option<Duration>) -> Pin<Box<Self>> {
+    fn untracked(clock: &Clock, timeout: Option<Duration>) -> Pin<Box<Self>> {
         Box::pin(Rare {
             track: None,
-            timer: Timer::new(timeout),
+            timer: Timer::new(clock, timeout),
             last: None,
         })
     }
@@ -77,13 +77,13 @@ struct Track {
 }
 
 pin_project! {
-    // A timer made on first use and re-armed after.
+    // A timer on the policy's clock, made on first use and re-armed after.
     #[project = TimerProj]
     enum Timer {
         Unset,
         Set {
             #[pin]
-            sleep: Sleep,
+            timer: clock::Timer,
             // Off once the timer has fired and no new limit was set.
             armed: bool,
         },
@@ -91,25 +91,37 @@ pin_project! {
 }
 
 impl Timer {
-    /// A timer firing after `d`, or none.
-    fn new(d: Option<Duration>) -> Self {
+    /// A timer racing the attempt, firing after `d` on `clock`, or none.
+    fn new(clock: &Clock, d: Option<Duration>) -> Self {
         match d {
             Some(d) => Timer::Set {
-                sleep: tokio::time::sleep(d),
+                timer: clock.timer_after(d),
                 armed: true,
             },
             None => Timer::Unset {},
         }
     }
 
-    /// Sets the timer to fire after `d`, or turns it off.
-    fn arm(mut self: Pin<&mut Self>, d: Option<Duration>) {
+    /// Sets the timer to fire after `d`: racing an attempt (`idle` false),
+    /// or as the idle wait before a retry (`idle` true; see
+    /// [`Clock::sleep`]); or turns it off.
+    fn arm(mut self: Pin<&mut Self>, clock: &Clock, d: Option<Duration>, idle: bool) {
         match (d, self.as_mut().project()) {
-            (Some(d), TimerProj::Set { sleep, armed }) => {
-                sleep.reset(tokio::time::Instant::now() + d);
+            (Some(d), TimerProj::Set { timer, armed }) => {
+                let now = clock.now();
+                if idle {
+                    timer.reset_idle(now, d);
+                } else {
+                    timer.reset_after(now, d);
+                }
                 *armed = true;
             }
-            (Some(d), TimerProj::Unset {}) => self.set(Timer::new(Some(d))),
+            (Some(d), TimerProj::Unset {}) => {
+                self.set(Timer::new(clock, Some(d)));
+                if idle {
+                    self.arm(clock, Some(d), true);
+                }
+            }
             // Only ever after the timer fired (a retry delay), so nothing is
             // left registered with the timer driver.
             (None, TimerProj::Set { armed, .. }) => *armed = false,
@@ -120,7 +132,7 @@ impl Timer {
     /// Ready when armed and expired; never when off.
     fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.project() {
-            TimerProj::Set { sleep, armed: true } => sleep.poll(cx),
+            TimerProj::Set { timer, armed: true } => timer.poll(cx),
             _ => Poll::Pending,
         }
     }
@@ -132,14 +144,16 @@ where
     Req: Clone,
 {
     #[inline(always)]
-    pub(crate) fn new(svc: S, req: Req, policy: PolicyRef, classifier: C) -> Self {
+    pub(crate) fn new(svc: S, req: Req, policy: SharedPolicy, classifier: C) -> Self {
         if !policy.attempts_are_plain() {
             return Self::guarded(svc, req, policy, classifier);
         }
         // `RetryState::begin_attempt` for a first attempt under a policy
         // whose attempts are plain, without making the state.
         policy.record_request();
-        let rare = policy.attempt_timeout.map(|d| Rare::untracked(Some(d)));
+        let rare = policy
+            .attempt_timeout
+            .map(|d| Rare::untracked(&policy.clock, Some(d)));
         Self::calling(svc, req, policy, classifier, rare)
     }
 
@@ -149,11 +163,11 @@ where
     /// `Result`.) Out of line: the plain path stays small enough to inline
     /// into the caller.
     #[inline(never)]
-    fn guarded(svc: S, req: Req, policy: PolicyRef, classifier: C) -> Self {
+    fn guarded(svc: S, req: Req, policy: SharedPolicy, classifier: C) -> Self {
         let mut retry = RetryState::new(&policy);
         match retry.begin_attempt(&policy) {
             Ok(a) => {
-                let timer = Timer::new(a.timeout());
+                let timer = Timer::new(&policy.clock, a.timeout());
                 let rare = Box::pin(Rare {
                     track: Some(Track {
                         retry,
@@ -183,7 +197,7 @@ where
     fn calling(
         mut svc: S,
         req: Req,
-        policy: PolicyRef,
+        policy: SharedPolicy,
         classifier: C,
         rare: Option<Pin<Box<Rare<S::Response>>>>,
     ) -> Self {
@@ -236,10 +250,8 @@ where
                                 && this.rare.as_ref().is_none_or(|r| r.track.is_none())
                             {
                                 // The first attempt of a call whose attempts
-                                // are plain, accepted: `on_outcome` would
-                                // tell the budget and answer
-                                // `Stop::Succeeded`.
-                                policy.record_success();
+                                // are plain, accepted, with no state made.
+                                RetryState::plain_success(policy);
                                 return Poll::Ready(Ok(v));
                             }
                             (Got::Value(v), Some(decision))
@@ -272,7 +284,7 @@ where
                     let track = rare.track.as_mut().expect("made before a retry");
                     match track.retry.begin_attempt(policy) {
                         Ok(a) => {
-                            rare.timer.arm(a.timeout());
+                            rare.timer.arm(&policy.clock, a.timeout(), false);
                             let req = this.req.clone().expect("kept for retries");
                             let fut = this.svc.call(req);
                             track.attempt = Some(a);
@@ -305,7 +317,7 @@ fn settle<T, C: Classifier<T, BoxError>>(
     got: Got<T>,
     decision: Option<Decision>,
 ) -> Option<Result<T, BoxError>> {
-    let rare = rare.get_or_insert_with(|| Rare::untracked(None));
+    let rare = rare.get_or_insert_with(|| Rare::untracked(&policy.clock, None));
     let rare = rare.as_mut().project();
     // The state of a call whose attempts are plain, made as it would have
     // been before its first attempt.
@@ -345,7 +357,7 @@ fn settle<T, C: Classifier<T, BoxError>>(
             Err(e) => Err(failed(stop, track.retry.attempts(), Some(e))),
         }),
         Next::Retry { delay } => {
-            rare.timer.arm(Some(delay));
+            rare.timer.arm(&policy.clock, Some(delay), true);
             *rare.last = Some(result);
             None
         }

@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{check, ConfigError};
-use crate::window::{Epochs, Series, Tick};
+use crate::infra::sliding_window::{Epochs, Series, Tick};
 use crate::Clock;
 
 /// A shared cap on retries. See the [module docs](self).
@@ -77,7 +77,7 @@ impl RetryBudget {
             min_per_second: 10.0,
             window: Duration::from_secs(10),
             buckets: 10,
-            clock: Clock::system(),
+            clock: Clock::default(),
         }
     }
 

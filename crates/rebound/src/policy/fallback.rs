@@ -443,13 +443,13 @@ impl<K: Hash + Eq, V: Clone> StaleCache<K, V> {
             inner: Arc::new(CacheInner {
                 max_age,
                 max_entries: 10_000,
-                clock: Clock::system(),
+                clock: Clock::default(),
                 map: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// The clock ages are measured on. Default [`Clock::system`]. Call it
+    /// The clock ages are measured on. Default [`Clock::default`]. Call it
     /// before sharing the cache.
     #[must_use]
     pub fn with_clock(self, clock: Clock) -> Self {

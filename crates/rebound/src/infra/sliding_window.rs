@@ -24,8 +24,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::clock::Stopwatch;
 use crate::error::{check, ConfigError};
+use crate::infra::clock::Stopwatch;
 use crate::Clock;
 
 const COUNT_BITS: u32 = 40;

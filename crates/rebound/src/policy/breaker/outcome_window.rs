@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use crate::breaker::config::SlidingWindow;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::window::{Epochs, Tick};
+use crate::infra::sliding_window::{Epochs, Tick};
+use crate::infra::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::Clock;
 
 /// What a window holds at one instant.
@@ -208,7 +208,7 @@ const COUNT_BITS: u32 = 24;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 /// The calls of the last `duration`, in `buckets` slices of time read from
-/// the breaker's clock through a [`Stopwatch`](crate::clock::Stopwatch)
+/// the breaker's clock through a [`Stopwatch`](crate::infra::clock::Stopwatch)
 /// (coarse on the system clock: a few ns a read).
 pub(crate) struct TimeWindow {
     epochs: Epochs,

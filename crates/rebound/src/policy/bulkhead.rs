@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{check, ConfigError};
-use crate::sync::{AtomicU32, Ordering};
+use crate::infra::sync::{AtomicU32, Ordering};
 use crate::telemetry;
 
 const COMPONENT: &str = "bulkhead";

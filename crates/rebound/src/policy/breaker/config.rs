@@ -231,7 +231,7 @@ impl CircuitBreakerBuilder {
             max_break_duration: None,
             break_jitter: 0.0,
             half_open_probes: 1,
-            clock: Clock::system(),
+            clock: Clock::default(),
             random: RandomSource::entropy(),
             listeners: Vec::new(),
         }
@@ -381,7 +381,7 @@ impl CircuitBreakerBuilder {
     }
 
     /// The clock for break durations, slow calls and time windows. Default
-    /// [`Clock::system`].
+    /// [`Clock::default`].
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self

@@ -587,7 +587,7 @@ impl HedgePolicyBuilder {
             max_attempts: 2,
             budget: None,
             dependency: Arc::from("default"),
-            clock: Clock::system(),
+            clock: Clock::default(),
         }
     }
 
@@ -637,7 +637,7 @@ impl HedgePolicyBuilder {
         self
     }
 
-    /// The clock latencies are measured on. Default [`Clock::system`]
+    /// The clock latencies are measured on. Default [`Clock::default`]
     /// (follows tokio's paused time).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

@@ -48,8 +48,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{check, ConfigError};
+use crate::infra::sliding_window::{Epochs, Series};
 use crate::telemetry::{CounterKey, THROTTLE_REJECTED_TOTAL};
-use crate::window::{Epochs, Series};
 use crate::{Clock, RandomSource};
 
 const COMPONENT: &str = "adaptive throttle";
@@ -133,7 +133,7 @@ impl AdaptiveThrottle {
             k: 2.0,
             window: Duration::from_secs(120),
             buckets: 12,
-            clock: Clock::system(),
+            clock: Clock::default(),
             random: RandomSource::entropy(),
             dependency: Arc::from("default"),
         }
@@ -207,7 +207,7 @@ impl AdaptiveThrottleBuilder {
         self
     }
 
-    /// The clock. Default [`Clock::system`].
+    /// The clock. Default [`Clock::default`].
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self

@@ -34,13 +34,6 @@ impl RandomSource {
         RandomSource { seed: None }
     }
 
-    /// Whether this is fresh entropy, not a seeded sequence (which is state
-    /// its clones share).
-    #[cfg(feature = "tower")]
-    pub(crate) fn is_entropy(&self) -> bool {
-        self.seed.is_none()
-    }
-
     /// A reproducible source: the n-th generator handed out by this source
     /// (and its clones) is always the same, for the same seed.
     pub fn seeded(seed: u64) -> Self {

@@ -3,22 +3,9 @@
 use std::time::{Duration, Instant};
 
 use crate::backoff::BackoffState;
-use crate::breaker::{CallOutcome, OwnedPermit};
-use crate::classify::{Decision, Outcome};
-use crate::retry::{RetryPolicy, Stop};
-use crate::throttle::ThrottlePermit;
-
-/// What to do after an attempt: retry after a delay, or stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Wait `delay`, then start the next attempt.
-    Retry {
-        /// How long to wait.
-        delay: Duration,
-    },
-    /// Stop calling.
-    Stop(Stop),
-}
+use crate::classify::{Classifier, Decision, Outcome};
+use crate::policy::score::{Admission, Score};
+use crate::retry::{Attempt, Failure, Next, RetryPolicy, Stop};
 
 /// One call's progress through a [`RetryPolicy`]: the retry decision as a
 /// plain state machine (sans-IO).
@@ -60,55 +47,6 @@ pub struct RetryState {
     retries_forbidden: bool,
 }
 
-/// A started attempt: hand it back to [`RetryState::on_outcome`].
-///
-/// Dropping it without an outcome (the attempt was cancelled) is fine: any
-/// permit it holds is released.
-#[derive(Debug)]
-#[must_use = "pass the attempt back to RetryState::on_outcome"]
-pub struct Attempt {
-    number: u32,
-    timeout: Option<Duration>,
-    cut_by_deadline: bool,
-    /// The breaker's permit; it measures the attempt's duration from when it
-    /// was granted, and dropping it unreported frees a half-open probe slot.
-    permit: Option<OwnedPermit>,
-    /// The adaptive throttle's permit: told whether the backend accepted.
-    throttle: Option<ThrottlePermit>,
-}
-
-impl Attempt {
-    /// Attempt `number` under a policy whose attempts are plain: the
-    /// policy's attempt timeout, no permits.
-    #[inline]
-    fn plain(policy: &RetryPolicy, number: u32) -> Self {
-        Attempt {
-            number,
-            timeout: policy.attempt_timeout,
-            cut_by_deadline: false,
-            permit: None,
-            throttle: None,
-        }
-    }
-
-    /// The attempt's number, 1 for the first.
-    pub fn number(&self) -> u32 {
-        self.number
-    }
-
-    /// How long the attempt may run: the per-attempt timeout or what is left
-    /// of the total timeout, whichever is shorter; `None` for no limit.
-    pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-
-    /// Whether [`timeout`](Self::timeout) is the rest of the total timeout
-    /// rather than the per-attempt timeout.
-    pub fn cut_by_deadline(&self) -> bool {
-        self.cut_by_deadline
-    }
-}
-
 impl RetryPolicy {
     /// Whether starting an attempt consults nothing that can refuse it or
     /// must be held while it runs — no total timeout (deadline), adaptive
@@ -125,14 +63,6 @@ impl RetryPolicy {
     pub(crate) fn record_request(&self) {
         if let Some(b) = &self.budget {
             b.record_request();
-        }
-    }
-
-    /// What an accepted attempt tells the budget.
-    #[inline]
-    pub(crate) fn record_success(&self) {
-        if let Some(b) = &self.budget {
-            b.record_success();
         }
     }
 }
@@ -168,6 +98,7 @@ impl RetryState {
     /// let mut state = policy.start();
     /// state.forbid_retries();
     /// let attempt = state.begin_attempt(&policy).unwrap();
+    /// assert!(attempt.is_last());
     /// let reset: Outcome<'_, (), &str> = Outcome::Err(&"connection reset");
     /// let next = state.on_outcome(&policy, attempt, reset, Decision::Retry);
     /// assert_eq!(next, Next::Stop(Stop::NotRetryable));
@@ -205,7 +136,11 @@ impl RetryState {
         // same answer as the full path below, small enough to inline.
         if policy.attempts_are_plain() && policy.budget.is_none() {
             self.attempts += 1;
-            return Ok(Attempt::plain(policy, self.attempts));
+            return Ok(Attempt::plain(
+                policy,
+                self.attempts,
+                self.retries_forbidden,
+            ));
         }
         self.begin_guarded_attempt(policy)
     }
@@ -221,7 +156,7 @@ impl RetryState {
         debug_assert!(policy.attempts_are_plain());
         let mut state = RetryState::new(policy);
         state.attempts = 1;
-        (state, Attempt::plain(policy, 1))
+        (state, Attempt::plain(policy, 1, false))
     }
 
     /// [`begin_attempt`](Self::begin_attempt) when a deadline, throttle,
@@ -239,42 +174,63 @@ impl RetryState {
             },
             None => None,
         };
-        let throttle = match &policy.throttle {
-            Some(t) => Some(
-                t.try_acquire()
-                    .map_err(|_| Stop::Throttled { retry_after: None })?,
-            ),
-            None => None,
-        };
-        let permit = match &policy.breaker {
-            Some(cb) => Some(cb.try_acquire_owned().map_err(|_| Stop::BreakerOpen)?),
-            None => None,
-        };
+        let admission = Admission::ask(policy.throttle.as_ref(), policy.breaker.as_ref())?;
         self.attempts += 1;
         if self.attempts == 1 {
             policy.record_request();
         }
-        let (timeout, cut_by_deadline) = match (policy.attempt_timeout, remaining) {
+        let limit = match (policy.attempt_timeout, remaining) {
             (Some(a), Some(r)) if r < a => (Some(r), true),
             (Some(a), _) => (Some(a), false),
             (None, Some(r)) => (Some(r), true),
             (None, None) => (None, false),
         };
-        Ok(Attempt {
-            number: self.attempts,
-            timeout,
-            cut_by_deadline,
-            permit,
-            throttle,
-        })
+        Ok(Attempt::new(
+            policy,
+            self.attempts,
+            limit,
+            admission,
+            self.retries_forbidden,
+        ))
+    }
+
+    /// What a first attempt admitted without a state (under a policy whose
+    /// [attempts are plain](RetryPolicy::attempts_are_plain)) and accepted
+    /// tells the budget: [`on_outcome`](Self::on_outcome)'s answer for it,
+    /// for a driver that made no state.
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn plain_success(policy: &RetryPolicy) -> Stop {
+        Score::of::<(), ()>(&Outcome::Ok(&()), Decision::DoNotRetry)
+            .record_budget(policy.budget.as_ref());
+        Stop::Succeeded
+    }
+
+    /// Classifies what `attempt` produced with `classifier` and reports it
+    /// ([`on_outcome`](Self::on_outcome)); returns the answer and the
+    /// classifier's decision. The step every driver takes after an attempt.
+    #[inline]
+    pub fn on_result<T, E, C: Classifier<T, E>>(
+        &mut self,
+        policy: &RetryPolicy,
+        attempt: Attempt,
+        result: &Result<T, Failure<E>>,
+        classifier: &C,
+    ) -> (Next, Decision) {
+        let outcome = Outcome::of(result);
+        let decision = classifier.classify(outcome);
+        (
+            self.on_outcome(policy, attempt, outcome, decision),
+            decision,
+        )
     }
 
     /// Reports what `attempt` produced and what the classifier
     /// decided about it; answers whether and when to retry.
     ///
-    /// With a circuit breaker, the outcome is recorded to it first.
-    /// Order of checks on a transient failure: attempts left → breaker not
-    /// open → server delay
+    /// The outcome is first scored for the breaker, throttle and budget
+    /// (one rule for every driver; see `CallOutcome`). Order of checks on a
+    /// transient failure: attempts left → breaker not open → server delay
     /// within `max_server_delay` → delay fits before the deadline → budget.
     /// The budget is asked last, so a retry that would not happen anyway
     /// does not spend it.
@@ -292,8 +248,7 @@ impl RetryState {
         if decision == Decision::DoNotRetry
             && matches!(outcome, Outcome::Ok(_))
             && attempt.number == 1
-            && attempt.permit.is_none()
-            && attempt.throttle.is_none()
+            && attempt.admission.is_empty()
             && policy.budget.is_none()
         {
             // It holds no permit, so there is nothing to release; skipping
@@ -309,35 +264,23 @@ impl RetryState {
     fn on_any_outcome<T, E>(
         &mut self,
         policy: &RetryPolicy,
-        mut attempt: Attempt,
+        attempt: Attempt,
         outcome: Outcome<'_, T, E>,
         decision: Decision,
     ) -> Next {
         let dep = &policy.dependency;
-        if let Some(permit) = attempt.permit.take() {
-            // Recorded before deciding, so an outcome that opens the breaker
-            // stops this call too.
-            let failed = decision != Decision::DoNotRetry || matches!(outcome, Outcome::Timeout(_));
-            permit.record(if failed {
-                CallOutcome::Failure
-            } else {
-                CallOutcome::Success
-            });
-        }
-        if let Some(permit) = attempt.throttle.take() {
-            // Anything but a transient failure means the backend took the
-            // request (SRE adaptive throttling counts "accepts").
-            if decision == Decision::DoNotRetry && !matches!(outcome, Outcome::Timeout(_)) {
-                permit.accepted();
-            } else {
-                permit.rejected();
-            }
-        }
+        let number = attempt.number;
+        let cut_by_deadline = attempt.cut_by_deadline();
+        // Scored before deciding, so an outcome that opens the breaker
+        // stops this call too.
+        let score = Score::of(&outcome, decision);
+        attempt.admission.record(score.call);
+        score.record_budget(policy.budget.as_ref());
         if let Outcome::Timeout(after) = outcome {
             policy.metrics.timeouts.incr();
             tracing::debug!(
                 dependency = &**dep,
-                attempt = attempt.number,
+                attempt = number,
                 ?after,
                 "attempt timed out"
             );
@@ -346,11 +289,10 @@ impl RetryState {
             Decision::DoNotRetry => {
                 return match outcome {
                     Outcome::Ok(_) => {
-                        policy.record_success();
-                        if attempt.number > 1 {
+                        if number > 1 {
                             tracing::debug!(
                                 dependency = &**dep,
-                                attempts = attempt.number,
+                                attempts = number,
                                 "succeeded after retries"
                             );
                         }
@@ -359,7 +301,7 @@ impl RetryState {
                     _ => {
                         tracing::debug!(
                             dependency = &**dep,
-                            attempt = attempt.number,
+                            attempt = number,
                             "permanent failure, not retrying"
                         );
                         Next::Stop(Stop::Permanent)
@@ -369,30 +311,18 @@ impl RetryState {
             Decision::Retry => None,
             Decision::RetryAfter(d) => Some(d),
         };
-        if let Some(b) = &policy.budget {
-            b.record_failure();
-        }
         if self.retries_forbidden {
             // The caller's decision, not the policy giving up: like a
             // permanent failure, not counted as exhausted.
             tracing::debug!(
                 dependency = &**dep,
-                attempt = attempt.number,
+                attempt = number,
                 "transient failure, retries forbidden for this call"
             );
             return Next::Stop(Stop::NotRetryable);
         }
-        let give_up = |stop: Stop| {
-            policy.metrics.exhausted[stop.index()].incr();
-            tracing::info!(
-                dependency = &**dep,
-                attempts = attempt.number,
-                reason = stop.as_str(),
-                "giving up: {stop}"
-            );
-            Next::Stop(stop)
-        };
-        if attempt.number >= policy.max_attempts {
+        let give_up = |stop: Stop| Next::Stop(policy.give_up(number, stop));
+        if number >= policy.max_attempts {
             return give_up(Stop::AttemptsExhausted);
         }
         if policy
@@ -402,7 +332,7 @@ impl RetryState {
         {
             return give_up(Stop::BreakerOpen);
         }
-        if attempt.cut_by_deadline && matches!(outcome, Outcome::Timeout(_)) {
+        if cut_by_deadline && matches!(outcome, Outcome::Timeout(_)) {
             return give_up(Stop::DeadlineExceeded {
                 requested_delay: None,
             });
@@ -418,8 +348,7 @@ impl RetryState {
             delay = delay.max(req);
         }
         if let Some(deadline) = self.deadline {
-            let now = policy.clock.now();
-            if now.checked_add(delay).is_none_or(|t| t >= deadline) {
+            if !Self::fits(policy.clock.now(), delay, deadline) {
                 return give_up(Stop::DeadlineExceeded {
                     requested_delay: requested,
                 });
@@ -434,19 +363,54 @@ impl RetryState {
         policy.metrics.retries.incr();
         tracing::debug!(
             dependency = &**dep,
-            attempt = attempt.number,
+            attempt = number,
             ?delay,
             "retrying after transient failure"
         );
         Next::Retry { delay }
     }
 
+    /// Whether a wait of `delay` from `now` ends before `deadline`: a retry
+    /// that would start at or after it is not made (fail fast).
+    #[inline]
+    pub(crate) fn fits(now: Instant, delay: Duration, deadline: Instant) -> bool {
+        now.checked_add(delay).is_some_and(|t| t < deadline)
+    }
+
     /// Ends the call early with `stop` (a driver-side refusal such as a full
-    /// bulkhead), emitting the same telemetry as any other give-up.
+    /// bulkhead, or a deadline outside the policy), emitting the same
+    /// telemetry as any other give-up.
     pub fn abort(&mut self, policy: &RetryPolicy, stop: Stop) -> Stop {
         if self.attempts > 0 {
-            policy.metrics.exhausted[stop.index()].incr();
+            policy.give_up(self.attempts, stop)
+        } else {
+            stop
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Counts and logs a give-up after `attempts` attempts.
+    fn give_up(&self, attempts: u32, stop: Stop) -> Stop {
+        self.metrics.exhausted[stop.index()].incr();
+        tracing::info!(
+            dependency = &*self.dependency,
+            attempts,
+            reason = stop.as_str(),
+            "giving up: {stop}"
+        );
         stop
+    }
+}
+
+impl<'a, T, E> Outcome<'a, T, E> {
+    /// The outcome a driver's result shows a classifier.
+    #[inline]
+    pub fn of(result: &'a Result<T, Failure<E>>) -> Self {
+        match result {
+            Ok(v) => Outcome::Ok(v),
+            Err(Failure::Error(e)) => Outcome::Err(e),
+            Err(Failure::Timeout(d)) => Outcome::Timeout(*d),
+        }
     }
 }

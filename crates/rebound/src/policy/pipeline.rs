@@ -462,7 +462,7 @@ macro_rules! level {
                     Stage::Timeout(t) => {
                         limit = Some(*t);
                         inner.deadline =
-                            earliest(ctx.deadline, Clock::system().now().checked_add(*t));
+                            earliest(ctx.deadline, Clock::default().now().checked_add(*t));
                     }
                     Stage::Retry(_) => {
                         let (policy, state) = retry.as_mut().expect("a retry stage");
@@ -550,7 +550,7 @@ macro_rules! level {
                         if let Some(deadline) = ctx.deadline {
                             // A timeout outside would cut the wait short:
                             // fail fast instead (seed 001).
-                            if Clock::system()
+                            if Clock::default()
                                 .now()
                                 .checked_add(delay)
                                 .is_none_or(|t| t >= deadline)
@@ -1055,7 +1055,7 @@ impl StandardBuilder {
             min_calls: 100,
             sampling_window: Duration::from_secs(30),
             break_duration: Duration::from_secs(5),
-            clock: Clock::system(),
+            clock: Clock::default(),
             random: RandomSource::entropy(),
         }
     }
@@ -1126,7 +1126,7 @@ impl StandardBuilder {
         self
     }
 
-    /// The clock of the budget, retry and breaker. Default [`Clock::system`].
+    /// The clock of the budget, retry and breaker. Default [`Clock::default`].
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self

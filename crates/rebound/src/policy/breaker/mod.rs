@@ -92,8 +92,8 @@
 //! classifier decides) to failures and everything else to successes.
 
 mod config;
+mod outcome_window;
 mod state;
-mod window;
 
 use std::fmt;
 use std::sync::Arc;
@@ -104,11 +104,13 @@ pub use config::{
 };
 pub use state::State;
 
-use crate::sync::{AtomicU64, Mutex, Ordering};
+pub use crate::policy::score::CallOutcome;
+
+use crate::infra::sync::{AtomicU64, Mutex, Ordering};
 use crate::telemetry;
 use config::Config;
+use outcome_window::Window;
 use state::{Word, CLOSED, DISABLED, HALF_OPEN, ISOLATED, OPEN};
-use window::Window;
 
 /// A circuit breaker. Cheap to clone; clones share one state. Build one per
 /// dependency with [`CircuitBreaker::builder`]; see the [module
@@ -164,15 +166,6 @@ enum TicketKind {
     Closed,
     Probe,
     Passthrough,
-}
-
-/// How a call went, for [`Permit::record`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallOutcome {
-    /// The dependency did its job (or answered that the request was bad).
-    Success,
-    /// The dependency failed: a timeout, a reset, a 5xx.
-    Failure,
 }
 
 /// Why the breaker changed state, carried by a [`Transition`].
@@ -505,7 +498,7 @@ impl CircuitBreaker {
         let t = if w.kind == CLOSED {
             inner.window.tally(w.gen)
         } else {
-            window::Tally::default()
+            outcome_window::Tally::default()
         };
         let open_for = (w.kind == OPEN).then(|| {
             let until = inner.open_until.load(Ordering::Acquire);
@@ -667,7 +660,7 @@ impl Inner {
         })
     }
 
-    fn guard(&self) -> crate::sync::MutexGuard<'_, Guarded> {
+    fn guard(&self) -> crate::infra::sync::MutexGuard<'_, Guarded> {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
