@@ -7,8 +7,7 @@
 //! system directly, so tests move them by hand.
 
 use std::fmt;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -125,22 +124,12 @@ pub(crate) fn duration_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The wall-clock time on `clock`.
-///
-/// The system time when this process first read a clock, plus the time
-/// `clock` has moved since: on the system clock that follows the operating
-/// system (and tokio's paused time in tests), on a manual clock it moves
-/// only when the clock is advanced — so persisted times (due, lease end,
-/// dead-lettered at) move with the clock a test controls.
+/// The wall-clock time on `clock` ([`rebound::Clock::wall`]) as a
+/// [`Timestamp`]: on a manual clock it moves only when the clock is
+/// advanced, so persisted times (due, lease end, dead-lettered at) move
+/// with the clock a test controls.
 pub fn wall(clock: &rebound::Clock) -> Timestamp {
-    static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
-    let (at, wall) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
-    let now = clock.now();
-    let t = match now.checked_duration_since(at) {
-        Some(ahead) => wall + ahead,
-        None => wall - at.duration_since(now),
-    };
-    Timestamp::from_system(t)
+    Timestamp::from_system(clock.wall())
 }
 
 #[cfg(test)]

@@ -423,7 +423,8 @@ impl PostgresQueue {
     /// let mut client = queue.pool().get().await?;
     /// let tx = client.transaction().await?;
     /// tx.execute("UPDATE invoices SET state = 'issued' WHERE id = $1", &[&42i64]).await?;
-    /// queue.enqueue_in(&**tx, NewJob::new("invoices", r#"{"invoice":42}"#)).await?;
+    /// // A deadpool transaction derefs to tokio-postgres's: pass `&*tx`.
+    /// queue.enqueue_in(&*tx, NewJob::new("invoices", r#"{"invoice":42}"#)).await?;
     /// tx.commit().await?; // the job exists only if the invoice was issued
     /// # Ok(()) }
     /// ```
