@@ -10,6 +10,8 @@
 //! The command is a thin front door: the simulator is the `rebound-sim`
 //! library, which drives the real `rebound` policies in virtual time.
 
+mod dlq;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +59,9 @@ enum Command {
     /// write tables, charts and an HTML report.
     #[command(after_help = SIMULATE_EXAMPLES)]
     Simulate(SimulateArgs),
+    /// Inspect and operate the dead-letter queue of a rebound-jobs queue:
+    /// list, show, redrive, purge, depth.
+    Dlq(dlq::DlqArgs),
     // `demo`, `chaos` and `proxy` will join here.
 }
 
@@ -159,6 +164,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Dlq(args) => dlq::run(args),
     }
 }
 
