@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use rebound_jobs::time::wall;
 use rebound_jobs::{
-    dlq, DeadLetterFilter, DeadLetterReason, EmbeddedQueue, JobId, JobRecord, PostgresQueue,
-    Queue, RedriveOptions, Timestamp,
+    dlq, DeadLetterFilter, DeadLetterReason, EmbeddedQueue, JobId, JobRecord, PostgresQueue, Queue,
+    RedriveOptions, Timestamp,
 };
 
 const DLQ_EXAMPLES: &str = "\
@@ -48,7 +48,12 @@ pub struct DlqArgs {
     postgres: Option<String>,
 
     /// The PostgreSQL table (`name` or `schema.name`).
-    #[arg(long, value_name = "TABLE", global = true, default_value = "rebound_jobs")]
+    #[arg(
+        long,
+        value_name = "TABLE",
+        global = true,
+        default_value = "rebound_jobs"
+    )]
     table: String,
 
     /// Print JSON instead of tables.
@@ -214,7 +219,9 @@ async fn execute(args: DlqArgs) -> Result<String, String> {
                 .await
                 .map_err(err)?;
             if json {
-                return Ok(to_json(&serde_json::json!({ "depth": depth, "jobs": jobs })));
+                return Ok(to_json(
+                    &serde_json::json!({ "depth": depth, "jobs": jobs }),
+                ));
             }
             Ok(list_table(&jobs, depth, now))
         }
@@ -306,7 +313,10 @@ fn age(now: Timestamp, then: Timestamp) -> String {
 }
 
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() <= max {
         flat
     } else {
@@ -392,8 +402,7 @@ fn show(j: &JobRecord, now: Timestamp) -> String {
             h.claimed_at,
             h.worker,
             h.result.as_str(),
-            h.ended_at
-                .map_or(String::new(), |t| format!(" at {t}"))
+            h.ended_at.map_or(String::new(), |t| format!(" at {t}"))
         );
         if let Some(e) = &h.error {
             let _ = writeln!(out, "      {e}");

@@ -31,7 +31,10 @@ async fn dead(
     error: &str,
 ) -> JobId {
     let now = rebound_jobs::time::wall(q.clock());
-    let id = q.enqueue_at(NewJob::new(queue, payload), now).await.unwrap();
+    let id = q
+        .enqueue_at(NewJob::new(queue, payload), now)
+        .await
+        .unwrap();
     let job = q
         .claim(ClaimRequest {
             queue,
@@ -77,13 +80,23 @@ async fn list_show_redrive_purge_an_embedded_queue() {
             "partner API 503",
         )
         .await;
-        let b = dead(&q, "emails", "hello", DeadLetterReason::Permanent, "no such mailbox").await;
+        let b = dead(
+            &q,
+            "emails",
+            "hello",
+            DeadLetterReason::Permanent,
+            "no such mailbox",
+        )
+        .await;
         (a, b)
     };
 
     let (ok, out, err) = rebound(&["dlq", "--file", &file, "list"]);
     assert!(ok, "{err}");
-    assert!(out.starts_with("2 dead-lettered jobs in all; 2 listed"), "{out}");
+    assert!(
+        out.starts_with("2 dead-lettered jobs in all; 2 listed"),
+        "{out}"
+    );
     assert!(
         out.contains("invoices") && out.contains("exhausted") && out.contains("partner API 503"),
         "{out}"
@@ -92,7 +105,10 @@ async fn list_show_redrive_purge_an_embedded_queue() {
 
     let (ok, out, _) = rebound(&["dlq", "--file", &file, "list", "--reason", "permanent"]);
     assert!(ok);
-    assert!(out.contains("no such mailbox") && !out.contains("partner"), "{out}");
+    assert!(
+        out.contains("no such mailbox") && !out.contains("partner"),
+        "{out}"
+    );
 
     let (ok, out, _) = rebound(&["dlq", "--file", &file, "--json", "list", "--error", "503"]);
     assert!(ok);
@@ -153,7 +169,10 @@ fn errors_say_what_is_wrong() {
 
     let (ok, _, err) = rebound(&["dlq", "--file", "/nonexistent/jobs.redb", "list"]);
     assert!(!ok);
-    assert!(err.contains("no queue file at /nonexistent/jobs.redb"), "{err}");
+    assert!(
+        err.contains("no queue file at /nonexistent/jobs.redb"),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.redb");
@@ -212,11 +231,19 @@ async fn works_against_postgres_too() {
     assert!(ok, "{err}");
     assert!(out.contains("poison"), "{out}");
     let (ok, out, _) = rebound(&[
-        "dlq", "--postgres", &url, "--table", &table, "redrive", "--all",
+        "dlq",
+        "--postgres",
+        &url,
+        "--table",
+        &table,
+        "redrive",
+        "--all",
     ]);
     assert!(ok);
     assert!(out.starts_with("Moved 1 job"), "{out}");
     assert_eq!(q.job(id).await.unwrap().unwrap().redrives, 1);
     let c = q.pool().get().await.unwrap();
-    c.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
 }

@@ -111,9 +111,7 @@ mod apalis_side {
         /// One batch: the time from starting the worker until the database
         /// has all N jobs `Done`.
         pub async fn batch(&self, round: u64) -> Duration {
-            let config = Config::default()
-                .queue(&self.queue)
-                .batch_size(CONCURRENCY);
+            let config = Config::default().queue(&self.queue).batch_size(CONCURRENCY);
             let mut storage = PostgresStorage::<u64>::new(&self.pool).with_config(config);
             let mut items = stream::iter(0..N).map(|i| TaskBuilder::new(i).build());
             storage.push_all(&mut items).await.unwrap();
@@ -146,7 +144,10 @@ mod apalis_side {
             let _ = stop_tx.send(());
             let _ = task.await;
             self.client
-                .execute("DELETE FROM apalis.jobs WHERE job_type = $1", &[&self.queue])
+                .execute(
+                    "DELETE FROM apalis.jobs WHERE job_type = $1",
+                    &[&self.queue],
+                )
                 .await
                 .unwrap();
             took
@@ -213,9 +214,8 @@ fn bench(c: &mut Criterion) {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let embedded: Arc<dyn Queue> = Arc::new(
-        rebound_jobs::EmbeddedQueue::open(dir.path().join("bench.redb")).unwrap(),
-    );
+    let embedded: Arc<dyn Queue> =
+        Arc::new(rebound_jobs::EmbeddedQueue::open(dir.path().join("bench.redb")).unwrap());
     group.bench_function(BenchmarkId::new("embedded", "rebound-jobs"), |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let queue = embedded.clone();

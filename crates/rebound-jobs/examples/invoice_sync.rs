@@ -127,7 +127,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 5. The customer is fixed at the partner: redrive (rate-limited; the
     //    job gets a fresh attempt budget).
     partner.known.lock().unwrap().insert(1003);
-    let moved = dlq::redrive(&queue, &DeadLetterFilter::default(), RedriveOptions::default()).await?;
+    let moved = dlq::redrive(
+        &queue,
+        &DeadLetterFilter::default(),
+        RedriveOptions::default(),
+    )
+    .await?;
     println!("\nRedrove {moved} job(s) after the fix:");
     for _ in 0..30 {
         manual.advance(Duration::from_secs(10));

@@ -173,7 +173,10 @@ pub async fn enqueue_many_keeps_the_order(queue: &dyn Queue) {
     assert_eq!(ids.len(), 50);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let claimed = claim(queue, &name, T0, 100).await;
-    let got: Vec<_> = claimed.iter().map(|j| (j.id(), j.payload.clone())).collect();
+    let got: Vec<_> = claimed
+        .iter()
+        .map(|j| (j.id(), j.payload.clone()))
+        .collect();
     let want: Vec<_> = ids
         .iter()
         .enumerate()
@@ -200,7 +203,11 @@ pub async fn claims_only_due_jobs_in_due_order(queue: &dyn Queue) {
         .enqueue_at(NewJob::new("other", "x"), T0)
         .await
         .unwrap();
-    let first: Vec<_> = claim(queue, &name, T0, 10).await.iter().map(|j| j.id()).collect();
+    let first: Vec<_> = claim(queue, &name, T0, 10)
+        .await
+        .iter()
+        .map(|j| j.id())
+        .collect();
     assert_eq!(first, [now_a, now_b]);
     let second: Vec<_> = claim(queue, &name, T0 + 10 * S, 10)
         .await
@@ -218,7 +225,10 @@ pub async fn ack_deletes_the_job(queue: &dyn Queue) {
     let name = q("ack");
     let id = queue.enqueue_at(NewJob::new(&name, "x"), T0).await.unwrap();
     let job = claim_one(queue, &name, T0).await;
-    queue.settle(&job.lease, Settlement::Ack, T0 + S).await.unwrap();
+    queue
+        .settle(&job.lease, Settlement::Ack, T0 + S)
+        .await
+        .unwrap();
     assert!(queue.job(id).await.unwrap().is_none());
     assert_lease_lost(queue.settle(&job.lease, Settlement::Ack, T0 + S).await);
     assert!(claim(queue, &name, T0 + 3600 * S, 10).await.is_empty());
@@ -255,12 +265,18 @@ pub async fn retry_keeps_the_state_until_due(queue: &dyn Queue) {
     assert_eq!(again.state.backoff_retries, 1);
     assert_eq!(again.state.backoff_previous_nanos, Some(1_234_567_891));
     assert_eq!(again.lease.token, 2);
-    assert_eq!(again.last_error.as_deref(), Some("partner API answered 503"));
+    assert_eq!(
+        again.last_error.as_deref(),
+        Some("partner API answered 503")
+    );
     let rec = queue.job(id).await.unwrap().unwrap();
     assert_eq!(rec.history.len(), 2);
     assert_eq!(rec.history[0].result, RunResult::Failed);
     assert_eq!(rec.history[0].ended_at, Some(T0 + S));
-    assert_eq!(rec.history[0].error.as_deref(), Some("partner API answered 503"));
+    assert_eq!(
+        rec.history[0].error.as_deref(),
+        Some("partner API answered 503")
+    );
     assert_eq!(rec.history[1].result, RunResult::NoOutcome);
 }
 
@@ -323,7 +339,10 @@ pub async fn stale_leases_are_fenced(queue: &dyn Queue) {
         queue.job(id).await.unwrap().unwrap().status,
         JobStatus::Running
     );
-    queue.settle(&new.lease, Settlement::Ack, later).await.unwrap();
+    queue
+        .settle(&new.lease, Settlement::Ack, later)
+        .await
+        .unwrap();
     assert!(queue.job(id).await.unwrap().is_none());
 }
 
@@ -415,7 +434,12 @@ pub async fn dead_letters_keep_payload_reason_and_history(queue: &dyn Queue) {
         errors,
         [
             (1, T0, Some(T0 + S), Some("timeout talking to billing")),
-            (2, T0 + 10 * S, Some(T0 + 11 * S), Some("billing answered 503")),
+            (
+                2,
+                T0 + 10 * S,
+                Some(T0 + 11 * S),
+                Some("billing answered 503")
+            ),
         ]
     );
     assert_eq!(queue.dead_letter_depth(Some(&name)).await.unwrap(), 1);
@@ -428,27 +452,66 @@ pub async fn dead_letters_keep_payload_reason_and_history(queue: &dyn Queue) {
 /// case-insensitive) and age, and pages by id.
 pub async fn dead_letters_filter_by_queue_reason_error_and_age(queue: &dyn Queue) {
     let (a, b) = (q("dlq-a"), q("dlq-b"));
-    let x1 = dead_job(queue, &a, "1", DeadLetterReason::Exhausted, "HTTP 503 from partner", T0).await;
-    let x2 = dead_job(queue, &a, "2", DeadLetterReason::Permanent, "invoice not found", T0 + 100 * S).await;
-    let x3 = dead_job(queue, &b, "3", DeadLetterReason::Exhausted, "http 503 again", T0 + 200 * S).await;
+    let x1 = dead_job(
+        queue,
+        &a,
+        "1",
+        DeadLetterReason::Exhausted,
+        "HTTP 503 from partner",
+        T0,
+    )
+    .await;
+    let x2 = dead_job(
+        queue,
+        &a,
+        "2",
+        DeadLetterReason::Permanent,
+        "invoice not found",
+        T0 + 100 * S,
+    )
+    .await;
+    let x3 = dead_job(
+        queue,
+        &b,
+        "3",
+        DeadLetterReason::Exhausted,
+        "http 503 again",
+        T0 + 200 * S,
+    )
+    .await;
     let ids = |v: Vec<crate::JobRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let all = DeadLetterFilter::default();
-    assert_eq!(ids(dlq::list(queue, &all.clone().queue(&a), 100).await.unwrap()), [x1, x2]);
     assert_eq!(
-        ids(dlq::list(queue, &all.clone().reason(DeadLetterReason::Exhausted), 100).await.unwrap()),
+        ids(dlq::list(queue, &all.clone().queue(&a), 100).await.unwrap()),
+        [x1, x2]
+    );
+    assert_eq!(
+        ids(
+            dlq::list(queue, &all.clone().reason(DeadLetterReason::Exhausted), 100)
+                .await
+                .unwrap()
+        ),
         [x1, x3]
     );
     assert_eq!(
-        ids(dlq::list(queue, &all.clone().error_contains("HTTP 503"), 100).await.unwrap()),
+        ids(
+            dlq::list(queue, &all.clone().error_contains("HTTP 503"), 100)
+                .await
+                .unwrap()
+        ),
         [x1, x3]
     );
     let now = T0 + 300 * S;
     assert_eq!(
-        ids(dlq::list(queue, &all.clone().older_than(150 * S, now), 100).await.unwrap()),
+        ids(dlq::list(queue, &all.clone().older_than(150 * S, now), 100)
+            .await
+            .unwrap()),
         [x1, x2]
     );
     assert_eq!(
-        ids(dlq::list(queue, &all.clone().newer_than(150 * S, now), 100).await.unwrap()),
+        ids(dlq::list(queue, &all.clone().newer_than(150 * S, now), 100)
+            .await
+            .unwrap()),
         [x3]
     );
     let page = queue.dead_letters(&all, Some(x1), 1).await.unwrap();
@@ -484,7 +547,15 @@ pub async fn redrive_moves_back_with_a_fresh_budget(queue: &dyn Queue) {
 pub async fn redrive_is_rate_limited(queue: &dyn Queue) {
     let name = q("pace");
     for i in 0..30 {
-        dead_job(queue, &name, &i.to_string(), DeadLetterReason::Exhausted, "e", T0).await;
+        dead_job(
+            queue,
+            &name,
+            &i.to_string(),
+            DeadLetterReason::Exhausted,
+            "e",
+            T0,
+        )
+        .await;
     }
     let clock = queue.clock().clone();
     let started = clock.now();
@@ -516,7 +587,15 @@ pub async fn purge_deletes_only_dead_jobs(queue: &dyn Queue) {
     assert!(queue.job(dead).await.unwrap().is_none());
     assert!(queue.job(live).await.unwrap().is_some());
     let older = dead_job(queue, &name, "z", DeadLetterReason::Expired, "old", T0).await;
-    let newer = dead_job(queue, &name, "w", DeadLetterReason::Expired, "new", T0 + 3600 * S).await;
+    let newer = dead_job(
+        queue,
+        &name,
+        "w",
+        DeadLetterReason::Expired,
+        "new",
+        T0 + 3600 * S,
+    )
+    .await;
     let purged = dlq::purge(
         queue,
         &DeadLetterFilter::default()
@@ -567,9 +646,15 @@ pub async fn concurrent_claims_never_share_a_job(queue: &dyn Queue) {
 pub async fn counts_by_place(queue: &dyn Queue) {
     let name = q("counts");
     dead_job(queue, &name, "dead", DeadLetterReason::Permanent, "bad", T0).await;
-    queue.enqueue_at(NewJob::new(&name, "run"), T0).await.unwrap();
+    queue
+        .enqueue_at(NewJob::new(&name, "run"), T0)
+        .await
+        .unwrap();
     claim_one(queue, &name, T0).await;
-    queue.enqueue_at(NewJob::new(&name, "due"), T0).await.unwrap();
+    queue
+        .enqueue_at(NewJob::new(&name, "due"), T0)
+        .await
+        .unwrap();
     queue
         .enqueue_at(NewJob::new(&name, "later").delay(60 * S), T0)
         .await
@@ -584,7 +669,10 @@ pub async fn bad_queue_names_are_refused(queue: &dyn Queue) {
     let long = "x".repeat(65);
     for bad in ["", "has space", "ünïcode", long.as_str()] {
         match queue.enqueue_at(NewJob::new(bad, "x"), T0).await {
-            Err(QueueError::Invalid { field: "queue", reason }) => {
+            Err(QueueError::Invalid {
+                field: "queue",
+                reason,
+            }) => {
                 assert!(reason.contains("queue name"), "{reason}");
             }
             other => panic!("{bad:?}: expected Invalid, got {other:?}"),

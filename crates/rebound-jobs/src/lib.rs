@@ -95,8 +95,8 @@ pub mod worker;
 
 pub use dlq::{DeadLetterFilter, RedriveOptions};
 pub use job::{
-    ClaimedJob, DeliveryRecord, JobId, JobRecord, JobStatus, Lease, NewJob, QueueCounts,
-    RunReport, RunResult, Settlement,
+    ClaimedJob, DeliveryRecord, JobId, JobRecord, JobStatus, Lease, NewJob, QueueCounts, RunReport,
+    RunResult, Settlement,
 };
 pub use policy::{
     ClaimAction, DeadLetterReason, DeliveryPolicy, DeliveryPolicyBuilder, DeliveryState,

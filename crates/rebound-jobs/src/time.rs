@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(t + Duration::from_secs(2), Timestamp::from_millis(3_000));
 /// assert_eq!(Timestamp::from_millis(3_000).saturating_since(t), Duration::from_secs(2));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(u64);
 

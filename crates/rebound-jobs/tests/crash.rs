@@ -82,7 +82,13 @@ fn child_worker() {
 /// it with SIGKILL; returns (job id, attempt) the child reported.
 fn run_child_and_kill(spec: &str) -> (u64, u32) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_worker", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_worker",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, spec)
         .stdout(Stdio::piped())
         .stderr(if std::env::var_os("REBOUND_JOBS_CHILD_LOG").is_some() {
@@ -176,9 +182,12 @@ async fn crashes_then_poison<Q: Queue + Clone>(
         .build()
         .unwrap()
         .spawn();
-    eventually(&manual, Duration::from_millis(100), "the poison job", || async {
-        queue.dead_letter_depth(Some(&name)).await.unwrap() == 1
-    })
+    eventually(
+        &manual,
+        Duration::from_millis(100),
+        "the poison job",
+        || async { queue.dead_letter_depth(Some(&name)).await.unwrap() == 1 },
+    )
     .await;
     worker.shutdown().await;
     assert_eq!(*runs.lock().unwrap(), 0, "a poison job must not run again");
@@ -235,9 +244,12 @@ async fn crash_then_redelivered<Q: Queue + Clone>(
         .build()
         .unwrap()
         .spawn();
-    eventually(&manual, Duration::from_millis(500), "the redelivery", || async {
-        queue.job(id).await.unwrap().is_none()
-    })
+    eventually(
+        &manual,
+        Duration::from_millis(500),
+        "the redelivery",
+        || async { queue.job(id).await.unwrap().is_none() },
+    )
     .await;
     worker.shutdown().await;
     assert_eq!(*seen.lock().unwrap(), Some((2, None)));

@@ -52,7 +52,9 @@ async fn a_connection_cut_mid_job_loses_nothing() {
         .with_clock(clock.clone())
         .with_op_timeout(Duration::from_secs(2));
     let name = common::unique("outage");
-    let jobs = (0..20u32).map(|i| NewJob::json(&name, &i).unwrap()).collect();
+    let jobs = (0..20u32)
+        .map(|i| NewJob::json(&name, &i).unwrap())
+        .collect();
     let ids = direct.enqueue_many_at(jobs, wall(&clock)).await.unwrap();
 
     let runs: Arc<Mutex<HashMap<JobId, u32>>> = Arc::default();
@@ -66,7 +68,10 @@ async fn a_connection_cut_mid_job_loses_nothing() {
         .rescue_every(Duration::from_secs(1))
         .policy(
             DeliveryPolicy::builder()
-                .backoff(Backoff::constant(Duration::from_secs(1)).with_max_delay(Duration::from_secs(1)))
+                .backoff(
+                    Backoff::constant(Duration::from_secs(1))
+                        .with_max_delay(Duration::from_secs(1)),
+                )
                 .build()
                 .unwrap(),
         )
@@ -83,9 +88,12 @@ async fn a_connection_cut_mid_job_loses_nothing() {
         .unwrap()
         .spawn();
 
-    eventually(&manual, Duration::from_millis(100), "four runs in progress", || {
-        std::future::ready(runs.lock().unwrap().len() == 4)
-    })
+    eventually(
+        &manual,
+        Duration::from_millis(100),
+        "four runs in progress",
+        || std::future::ready(runs.lock().unwrap().len() == 4),
+    )
     .await;
     let held: Vec<JobId> = runs.lock().unwrap().keys().copied().collect();
     proxy.cut();

@@ -46,7 +46,8 @@ impl Sim {
         // Persist and restore the state, as a queue does between runs.
         let saved = serde_json::to_string(&self.state).unwrap();
         self.state = serde_json::from_str(&saved).unwrap();
-        self.policy.on_outcome(&mut self.state, end, now, &mut self.rng)
+        self.policy
+            .on_outcome(&mut self.state, end, now, &mut self.rng)
     }
     fn wait_until(&self, at: Timestamp) {
         self.manual.advance(at.saturating_since(self.now()));
@@ -122,7 +123,10 @@ fn a_permanent_error_dead_letters_at_once() {
 fn a_panic_is_a_transient_failure() {
     let mut sim = Sim::new(DeliveryPolicy::default(), 1);
     sim.claim();
-    assert!(matches!(sim.end(RunEnd::Panicked), Disposition::Retry { .. }));
+    assert!(matches!(
+        sim.end(RunEnd::Panicked),
+        Disposition::Retry { .. }
+    ));
     assert_eq!(sim.state.failures, 1);
 }
 
@@ -186,7 +190,10 @@ fn deliveries_without_an_outcome_make_a_job_poison() {
         assert_eq!(sim.claim(), ClaimAction::Run { attempt: n });
     }
     assert_eq!(sim.state.unreported(), 2);
-    assert_eq!(sim.claim(), ClaimAction::DeadLetter(DeadLetterReason::Poison));
+    assert_eq!(
+        sim.claim(),
+        ClaimAction::DeadLetter(DeadLetterReason::Poison)
+    );
     assert_eq!(sim.state.unreported(), 3);
 }
 
@@ -235,7 +242,10 @@ fn a_shutdown_hands_back_without_using_an_attempt_or_the_backoff() {
     assert_eq!(sim.state.backoff_retries, 0);
     assert_eq!(sim.state.unreported(), 0);
     assert_eq!(sim.claim(), ClaimAction::Run { attempt: 1 });
-    assert!(matches!(sim.end(RunEnd::Failed(Decision::Retry)), Disposition::Retry { .. }));
+    assert!(matches!(
+        sim.end(RunEnd::Failed(Decision::Retry)),
+        Disposition::Retry { .. }
+    ));
     assert_eq!(sim.claim(), ClaimAction::Run { attempt: 2 });
     assert_eq!(
         sim.end(RunEnd::Failed(Decision::Retry)),
@@ -292,7 +302,10 @@ fn bad_settings_name_the_field() {
     let cases = [
         (DeliveryPolicy::builder().max_attempts(0), "max_attempts"),
         (DeliveryPolicy::builder().poison_after(0), "poison_after"),
-        (DeliveryPolicy::builder().max_age(Some(Duration::ZERO)), "max_age"),
+        (
+            DeliveryPolicy::builder().max_age(Some(Duration::ZERO)),
+            "max_age",
+        ),
         (
             DeliveryPolicy::builder()
                 .backoff(Backoff::exponential(Duration::from_secs(1)).with_factor(0.5)),

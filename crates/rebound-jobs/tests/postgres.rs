@@ -17,7 +17,9 @@ async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits() {
     let mut client = queue.pool().get().await.unwrap();
     let business = common::unique("invoices");
     client
-        .batch_execute(&format!("CREATE TABLE {business} (id BIGINT PRIMARY KEY, state TEXT)"))
+        .batch_execute(&format!(
+            "CREATE TABLE {business} (id BIGINT PRIMARY KEY, state TEXT)"
+        ))
         .await
         .unwrap();
 
@@ -26,7 +28,10 @@ async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits() {
     tx.execute(&format!("INSERT INTO {business} VALUES (1, 'issued')"), &[])
         .await
         .unwrap();
-    let lost = queue.enqueue_in(&*tx, NewJob::new(&name, "1")).await.unwrap();
+    let lost = queue
+        .enqueue_in(&*tx, NewJob::new(&name, "1"))
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     assert!(queue.job(lost).await.unwrap().is_none());
 
@@ -35,17 +40,27 @@ async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits() {
     tx.execute(&format!("INSERT INTO {business} VALUES (2, 'issued')"), &[])
         .await
         .unwrap();
-    let kept = queue.enqueue_in(&*tx, NewJob::new(&name, "2")).await.unwrap();
+    let kept = queue
+        .enqueue_in(&*tx, NewJob::new(&name, "2"))
+        .await
+        .unwrap();
     // Not visible to workers before the commit.
     assert!(queue.job(kept).await.unwrap().is_none());
     tx.commit().await.unwrap();
     assert_eq!(queue.job(kept).await.unwrap().unwrap().payload, b"2");
     assert_eq!(
-        queue.counts(&name, rebound_jobs::time::wall(&Clock::system())).await.unwrap().due,
+        queue
+            .counts(&name, rebound_jobs::time::wall(&Clock::system()))
+            .await
+            .unwrap()
+            .due,
         1
     );
     client
-        .batch_execute(&format!("DROP TABLE {business}; DROP TABLE {}", queue.table()))
+        .batch_execute(&format!(
+            "DROP TABLE {business}; DROP TABLE {}",
+            queue.table()
+        ))
         .await
         .unwrap();
 }
@@ -53,7 +68,10 @@ async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits() {
 #[test]
 fn bad_settings_are_named() {
     match PostgresQueue::connect("mysql://nope") {
-        Err(QueueError::Invalid { field: "url", reason }) => {
+        Err(QueueError::Invalid {
+            field: "url",
+            reason,
+        }) => {
             assert!(reason.contains("not a PostgreSQL URL"), "{reason}")
         }
         other => panic!("{other:?}"),

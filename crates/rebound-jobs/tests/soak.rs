@@ -33,10 +33,17 @@ fn fails(n: u32, attempt: u32) -> bool {
 async fn soak(queue: Arc<dyn Queue>, name: String) {
     harness::metrics();
     let clock = queue.clock().clone();
-    let jobs: Vec<_> = (0..JOBS).map(|n| NewJob::json(&name, &n).unwrap()).collect();
+    let jobs: Vec<_> = (0..JOBS)
+        .map(|n| NewJob::json(&name, &n).unwrap())
+        .collect();
     let mut ids = Vec::new();
     for chunk in jobs.chunks(1000) {
-        ids.extend(queue.enqueue_many_at(chunk.to_vec(), wall(&clock)).await.unwrap());
+        ids.extend(
+            queue
+                .enqueue_many_at(chunk.to_vec(), wall(&clock))
+                .await
+                .unwrap(),
+        );
     }
     let all: HashSet<JobId> = ids.iter().copied().collect();
     assert_eq!(all.len(), JOBS as usize);
@@ -46,7 +53,9 @@ async fn soak(queue: Arc<dyn Queue>, name: String) {
     let overlap = Arc::new(AtomicBool::new(false));
     let policy = DeliveryPolicy::builder()
         .max_attempts(3)
-        .backoff(Backoff::constant(Duration::from_millis(2)).with_max_delay(Duration::from_millis(2)))
+        .backoff(
+            Backoff::constant(Duration::from_millis(2)).with_max_delay(Duration::from_millis(2)),
+        )
         .build()
         .unwrap();
     let workers: Vec<_> = (0..4)
@@ -97,14 +106,18 @@ async fn soak(queue: Arc<dyn Queue>, name: String) {
         w.shutdown().await;
     }
 
-    assert!(!overlap.load(Ordering::SeqCst), "a job ran in two places at once");
+    assert!(
+        !overlap.load(Ordering::SeqCst),
+        "a job ran in two places at once"
+    );
     let succeeded = succeeded.lock().unwrap().clone();
-    let dead: HashSet<JobId> = dlq::list(&*queue, &DeadLetterFilter::default().queue(&name), 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let dead: HashSet<JobId> =
+        dlq::list(&*queue, &DeadLetterFilter::default().queue(&name), 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
     let expected_dead: HashSet<JobId> = ids
         .iter()
         .zip(0..JOBS)
@@ -115,7 +128,10 @@ async fn soak(queue: Arc<dyn Queue>, name: String) {
     assert!((150..450).contains(&dead.len()), "{} dead", dead.len());
     assert!(succeeded.is_disjoint(&dead));
     assert_eq!(&succeeded | &dead, all, "a job was lost");
-    assert_eq!(dead, expected_dead, "dead-lettered exactly the jobs that failed 3 times");
+    assert_eq!(
+        dead, expected_dead,
+        "dead-lettered exactly the jobs that failed 3 times"
+    );
     assert_eq!(
         harness::counter(DEAD_LETTER_MESSAGES_TOTAL, &name, Some("exhausted")),
         dead.len() as u64

@@ -14,8 +14,7 @@ use rebound_jobs::metrics::{
 };
 use rebound_jobs::{
     dlq, ClaimRequest, DeadLetterFilter, DeadLetterReason, DeliveryPolicy, JobContext, JobError,
-    JobId, JobStatus, NewJob, Queue, RedriveOptions, RunResult, Settlement, Worker,
-    WorkerBuilder,
+    JobId, JobStatus, NewJob, Queue, RedriveOptions, RunResult, Settlement, Worker, WorkerBuilder,
 };
 
 const S: Duration = Duration::from_secs(1);
@@ -84,7 +83,12 @@ all_backends!(
 async fn runs_every_job_once_and_counts_it(env: Env) {
     let mut ids = Vec::new();
     for i in 0..20u32 {
-        ids.push(env.queue.enqueue(NewJob::json(&env.name, &i).unwrap()).await.unwrap());
+        ids.push(
+            env.queue
+                .enqueue(NewJob::json(&env.name, &i).unwrap())
+                .await
+                .unwrap(),
+        );
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
@@ -107,7 +111,12 @@ async fn runs_every_job_once_and_counts_it(env: Env) {
         .unwrap()
         .spawn();
     eventually(&env.manual, STEP, "20 jobs", || async {
-        env.queue.counts(&env.name, env.now()).await.unwrap().pending() == 0
+        env.queue
+            .counts(&env.name, env.now())
+            .await
+            .unwrap()
+            .pending()
+            == 0
     })
     .await;
     worker.shutdown().await;
@@ -124,14 +133,20 @@ async fn runs_every_job_once_and_counts_it(env: Env) {
 }
 
 async fn a_panic_is_a_failure_and_the_job_runs_again(env: Env) {
-    let id = env.queue.enqueue(NewJob::json(&env.name, &1).unwrap()).await.unwrap();
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
     let runs = Arc::new(Mutex::new(Vec::new()));
     let r = runs.clone();
     let worker = builder(&env)
         .handler(move |ctx: JobContext, _: u32| {
             let r = r.clone();
             async move {
-                r.lock().unwrap().push((ctx.attempt(), ctx.previous_error().map(str::to_owned)));
+                r.lock()
+                    .unwrap()
+                    .push((ctx.attempt(), ctx.previous_error().map(str::to_owned)));
                 if ctx.attempt() == 1 {
                     panic!("boom in the handler");
                 }
@@ -141,7 +156,10 @@ async fn a_panic_is_a_failure_and_the_job_runs_again(env: Env) {
         .build()
         .unwrap()
         .spawn();
-    eventually(&env.manual, STEP, "the retry after the panic", || gone(&env, id)).await;
+    eventually(&env.manual, STEP, "the retry after the panic", || {
+        gone(&env, id)
+    })
+    .await;
     worker.shutdown().await;
     let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 2);
@@ -154,7 +172,11 @@ async fn a_panic_is_a_failure_and_the_job_runs_again(env: Env) {
 }
 
 async fn a_timeout_cancels_the_run_and_counts_a_failure(env: Env) {
-    let id = env.queue.enqueue(NewJob::json(&env.name, &1).unwrap()).await.unwrap();
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
     let cancelled = Arc::new(Mutex::new(false));
     let runs = Arc::new(Mutex::new(Vec::new()));
     let (c, r) = (cancelled.clone(), runs.clone());
@@ -169,7 +191,9 @@ async fn a_timeout_cancels_the_run_and_counts_a_failure(env: Env) {
         .handler(move |ctx: JobContext, _: u32| {
             let (c, r) = (c.clone(), r.clone());
             async move {
-                r.lock().unwrap().push((ctx.attempt(), ctx.previous_error().map(str::to_owned)));
+                r.lock()
+                    .unwrap()
+                    .push((ctx.attempt(), ctx.previous_error().map(str::to_owned)));
                 if ctx.attempt() == 1 {
                     let _guard = SetOnDrop(c);
                     std::future::pending::<()>().await;
@@ -180,9 +204,15 @@ async fn a_timeout_cancels_the_run_and_counts_a_failure(env: Env) {
         .build()
         .unwrap()
         .spawn();
-    eventually(&env.manual, STEP, "the retry after the timeout", || gone(&env, id)).await;
+    eventually(&env.manual, STEP, "the retry after the timeout", || {
+        gone(&env, id)
+    })
+    .await;
     worker.shutdown().await;
-    assert!(*cancelled.lock().unwrap(), "the timed-out run was not cancelled");
+    assert!(
+        *cancelled.lock().unwrap(),
+        "the timed-out run was not cancelled"
+    );
     let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1], (2, Some("timed out after 10s".to_owned())));
@@ -207,7 +237,10 @@ async fn exhaustion_dead_letters_once_and_counts_it_then_redrive_runs_it_again(e
                 if *h.lock().unwrap() {
                     Ok(())
                 } else {
-                    Err(JobError::msg(format!("partner API 503 on attempt {}", ctx.attempt())))
+                    Err(JobError::msg(format!(
+                        "partner API 503 on attempt {}",
+                        ctx.attempt()
+                    )))
                 }
             }
         })
@@ -228,7 +261,11 @@ async fn exhaustion_dead_letters_once_and_counts_it_then_redrive_runs_it_again(e
     assert_eq!(rec.status, JobStatus::Dead);
     assert_eq!(rec.reason, Some(DeadLetterReason::Exhausted));
     assert_eq!(rec.payload, br#""invoice-9""#);
-    let errors: Vec<_> = rec.history.iter().map(|h| (h.result, h.error.clone().unwrap())).collect();
+    let errors: Vec<_> = rec
+        .history
+        .iter()
+        .map(|h| (h.result, h.error.clone().unwrap()))
+        .collect();
     assert_eq!(
         errors,
         (1..=3)
@@ -240,7 +277,10 @@ async fn exhaustion_dead_letters_once_and_counts_it_then_redrive_runs_it_again(e
         harness::counter(DEAD_LETTER_MESSAGES_TOTAL, &env.name, Some("exhausted")),
         1
     );
-    assert_eq!(harness::counter(DEAD_LETTER_MESSAGES_TOTAL, &env.name, None), 1);
+    assert_eq!(
+        harness::counter(DEAD_LETTER_MESSAGES_TOTAL, &env.name, None),
+        1
+    );
     assert_eq!(harness::counter(JOBS_FAILED_TOTAL, &env.name, None), 3);
     assert_eq!(harness::counter(RETRY_ATTEMPTS_TOTAL, &env.name, None), 2);
     assert_eq!(harness::gauge(DEAD_LETTER_DEPTH, &env.name), Some(1.0));
@@ -259,11 +299,18 @@ async fn exhaustion_dead_letters_once_and_counts_it_then_redrive_runs_it_again(e
     worker.shutdown().await;
     assert_eq!(*runs.lock().unwrap(), 4);
     assert_eq!(harness::counter(JOBS_PROCESSED_TOTAL, &env.name, None), 1);
-    assert_eq!(env.queue.dead_letter_depth(Some(&env.name)).await.unwrap(), 0);
+    assert_eq!(
+        env.queue.dead_letter_depth(Some(&env.name)).await.unwrap(),
+        0
+    );
 }
 
 async fn permanent_errors_and_unreadable_payloads_dead_letter_as_permanent(env: Env) {
-    let bad = env.queue.enqueue(NewJob::new(&env.name, "not json")).await.unwrap();
+    let bad = env
+        .queue
+        .enqueue(NewJob::new(&env.name, "not json"))
+        .await
+        .unwrap();
     let missing = env
         .queue
         .enqueue(NewJob::json(&env.name, &404u32).unwrap())
@@ -289,7 +336,11 @@ async fn permanent_errors_and_unreadable_payloads_dead_letter_as_permanent(env: 
     })
     .await;
     worker.shutdown().await;
-    assert_eq!(*runs.lock().unwrap(), 1, "the unreadable payload never reached the handler");
+    assert_eq!(
+        *runs.lock().unwrap(),
+        1,
+        "the unreadable payload never reached the handler"
+    );
     let b = env.queue.job(bad).await.unwrap().unwrap();
     assert_eq!(b.reason, Some(DeadLetterReason::Permanent));
     let e = b.last_error().unwrap();
@@ -305,7 +356,11 @@ async fn permanent_errors_and_unreadable_payloads_dead_letter_as_permanent(env: 
 }
 
 async fn a_requested_delay_is_honoured(env: Env) {
-    let id = env.queue.enqueue(NewJob::json(&env.name, &1).unwrap()).await.unwrap();
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
     let runs = Arc::new(Mutex::new(Vec::new()));
     let r = runs.clone();
     let clock = env.clock.clone();
@@ -326,7 +381,13 @@ async fn a_requested_delay_is_honoured(env: Env) {
         .build()
         .unwrap()
         .spawn();
-    eventually(&env.manual, Duration::from_secs(60), "the delayed retry", || gone(&env, id)).await;
+    eventually(
+        &env.manual,
+        Duration::from_secs(60),
+        "the delayed retry",
+        || gone(&env, id),
+    )
+    .await;
     worker.shutdown().await;
     let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 2);
@@ -334,7 +395,11 @@ async fn a_requested_delay_is_honoured(env: Env) {
 }
 
 async fn graceful_shutdown_hands_running_jobs_back_uncounted(env: Env) {
-    let id = env.queue.enqueue(NewJob::json(&env.name, &1).unwrap()).await.unwrap();
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
     let worker = builder(&env)
         .shutdown_timeout(5 * S)
@@ -357,14 +422,21 @@ async fn graceful_shutdown_hands_running_jobs_back_uncounted(env: Env) {
     .await;
     assert_eq!(attempt, Some(1));
     let stopping = tokio::spawn(worker.shutdown());
-    eventually(&env.manual, STEP, "the shutdown", || std::future::ready(stopping.is_finished())).await;
+    eventually(&env.manual, STEP, "the shutdown", || {
+        std::future::ready(stopping.is_finished())
+    })
+    .await;
     let report = stopping.await.unwrap();
     assert_eq!(report.running_at_shutdown, 1);
     assert_eq!(report.handed_back, 1);
     let rec = env.queue.job(id).await.unwrap().unwrap();
     assert_eq!(rec.status, JobStatus::Available);
     assert_eq!(
-        (rec.state.deliveries, rec.state.failures, rec.state.interrupts),
+        (
+            rec.state.deliveries,
+            rec.state.failures,
+            rec.state.interrupts
+        ),
         (1, 0, 1)
     );
     assert_eq!(rec.state.attempt(), 0);
@@ -385,7 +457,11 @@ async fn graceful_shutdown_hands_running_jobs_back_uncounted(env: Env) {
 }
 
 async fn the_lease_is_renewed_while_a_long_job_runs(env: Env) {
-    let id = env.queue.enqueue(NewJob::json(&env.name, &1).unwrap()).await.unwrap();
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
     let clock = env.clock.clone();
     let worker = builder(&env)
         .lease(3 * S)
@@ -417,7 +493,11 @@ async fn the_lease_is_renewed_while_a_long_job_runs(env: Env) {
 }
 
 async fn a_stalled_runner_loses_its_lease_and_its_late_ack_is_rejected(env: Env) {
-    let id = env.queue.enqueue(NewJob::json(&env.name, &1).unwrap()).await.unwrap();
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
     // Runner A stalls its whole runtime (a blocking handler: think of a
     // frozen process): it cannot renew its lease.
     let (started_tx, started) = std::sync::mpsc::channel();
@@ -481,7 +561,10 @@ async fn a_stalled_runner_loses_its_lease_and_its_late_ack_is_rejected(env: Env)
     assert_eq!(rec.history[0].worker, "runner-a");
     assert_eq!(rec.history[1].worker, "runner-b");
     assert_eq!(harness::counter(JOBS_PROCESSED_TOTAL, &env.name, None), 0);
-    env.queue.settle(&b.lease, Settlement::Ack, env.now()).await.unwrap();
+    env.queue
+        .settle(&b.lease, Settlement::Ack, env.now())
+        .await
+        .unwrap();
     assert!(gone(&env, id).await);
     stop_tx.send(()).unwrap();
     a.join().unwrap();

@@ -8,7 +8,7 @@
 //! * **claim** takes due, available jobs of one queue in due order, and in
 //!   the same atomic step counts the delivery (`deliveries + 1`), takes a new
 //!   fencing token (`fence + 1`, never reused for the job), sets the lease
-//!   and appends a [`DeliveryRecord`] with no outcome yet. A job is never
+//!   and appends a [`DeliveryRecord`](crate::DeliveryRecord) with no outcome yet. A job is never
 //!   leased to two claimers at once.
 //! * **renew** and **settle** carry the [`Lease`] and succeed only while the
 //!   job is still running under that token; otherwise they fail with
@@ -30,6 +30,9 @@ use crate::dlq::DeadLetterFilter;
 use crate::job::{ClaimedJob, JobId, JobRecord, Lease, NewJob, QueueCounts, Settlement};
 use crate::time::Timestamp;
 
+// Used by the queues that keep whole records (the embedded queue; broker
+// adapters later).
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 mod apply;
 #[cfg(feature = "embedded")]
 pub mod embedded;

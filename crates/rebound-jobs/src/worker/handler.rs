@@ -51,12 +51,8 @@ pub(crate) trait Decode<P>: Send + Sync + 'static {
 pub(crate) struct Json;
 impl<P: DeserializeOwned> Decode<P> for Json {
     fn decode(payload: Vec<u8>) -> Result<P, String> {
-        serde_json::from_slice(&payload).map_err(|e| {
-            format!(
-                "payload is not a valid {}: {e}",
-                std::any::type_name::<P>()
-            )
-        })
+        serde_json::from_slice(&payload)
+            .map_err(|e| format!("payload is not a valid {}: {e}", std::any::type_name::<P>()))
     }
 }
 
@@ -67,10 +63,13 @@ impl Decode<Vec<u8>> for Raw {
     }
 }
 
+/// The handler's argument, decoder and error types, for the compiler only.
+pub(crate) type Marker<P, D, E> = fn() -> (P, D, E);
+
 pub(crate) struct FnHandler<F, P, D, C, E> {
     pub(crate) f: F,
     pub(crate) classifier: C,
-    pub(crate) _p: PhantomData<fn() -> (P, D, E)>,
+    pub(crate) _p: PhantomData<Marker<P, D, E>>,
 }
 
 impl<F, Fut, P, D, C, E> ErasedHandler for FnHandler<F, P, D, C, E>
@@ -116,10 +115,7 @@ where
 /// Adapts a handler returning any `E: Into<JobError>` to [`JobErrors`].
 pub(crate) fn into_job_error<F, Fut, P, E>(
     f: F,
-) -> impl Fn(JobContext, P) -> futures_util::future::MapErr<Fut, fn(E) -> JobError>
-       + Send
-       + Sync
-       + 'static
+) -> impl Fn(JobContext, P) -> futures_util::future::MapErr<Fut, fn(E) -> JobError> + Send + Sync + 'static
 where
     F: Fn(JobContext, P) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,

@@ -212,7 +212,10 @@ impl Worker {
             if w.clock.now() >= next_rescue {
                 match w.queue.rescue(wall(&w.clock), 1000).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(queue = &*w.queue_name, "rescued {n} jobs whose lease expired"),
+                    Ok(n) => tracing::info!(
+                        queue = &*w.queue_name,
+                        "rescued {n} jobs whose lease expired"
+                    ),
                     Err(e) => tracing::warn!(queue = &*w.queue_name, "rescue failed: {e}"),
                 }
                 w.refresh_depth().await;
@@ -462,8 +465,7 @@ impl WorkerBuilder {
 
     /// Checks every setting and registers the metric descriptions.
     pub fn build(self) -> Result<Worker, ConfigError> {
-        validate_queue_name(&self.name)
-            .map_err(|m| ConfigError::new(COMPONENT, "queue", m))?;
+        validate_queue_name(&self.name).map_err(|m| ConfigError::new(COMPONENT, "queue", m))?;
         let handler = self.handler.ok_or_else(|| {
             ConfigError::new(
                 COMPONENT,
@@ -473,16 +475,27 @@ impl WorkerBuilder {
         })?;
         let c = self.config;
         if c.concurrency == 0 {
-            return Err(ConfigError::new(COMPONENT, "concurrency", "must be at least 1"));
+            return Err(ConfigError::new(
+                COMPONENT,
+                "concurrency",
+                "must be at least 1",
+            ));
         }
         if c.claim_batch == 0 {
-            return Err(ConfigError::new(COMPONENT, "claim_batch", "must be at least 1"));
+            return Err(ConfigError::new(
+                COMPONENT,
+                "claim_batch",
+                "must be at least 1",
+            ));
         }
         if c.lease < Duration::from_millis(30) {
             return Err(ConfigError::new(
                 COMPONENT,
                 "lease",
-                format!("must be at least 30 ms (got {:?}); leases are kept in milliseconds", c.lease),
+                format!(
+                    "must be at least 30 ms (got {:?}); leases are kept in milliseconds",
+                    c.lease
+                ),
             ));
         }
         if c.job_timeout == Some(Duration::ZERO) {
@@ -497,7 +510,11 @@ impl WorkerBuilder {
             ("rescue_every", c.rescue_every),
         ] {
             if d.is_zero() {
-                return Err(ConfigError::new(COMPONENT, field, "must be longer than zero"));
+                return Err(ConfigError::new(
+                    COMPONENT,
+                    field,
+                    "must be longer than zero",
+                ));
             }
         }
         crate::metrics::describe();

@@ -46,7 +46,10 @@ pub(crate) async fn run_job(
                     error: Some(why),
                 },
             };
-            if settle(&w, &lease, s, w.clock.now() + w.config.lease).await.is_ok() {
+            if settle(&w, &lease, s, w.clock.now() + w.config.lease)
+                .await
+                .is_ok()
+            {
                 w.metrics.dead_lettered(reason);
                 w.refresh_depth().await;
             }
@@ -162,7 +165,10 @@ pub(crate) async fn run_job(
             report,
         },
     };
-    match settle(&w, &lease, settlement, held_until).instrument(span.clone()).await {
+    match settle(&w, &lease, settlement, held_until)
+        .instrument(span.clone())
+        .await
+    {
         Ok(()) => {}
         Err(e) => {
             if e.is_lease_lost() {
@@ -209,8 +215,8 @@ async fn settle(
     settlement: Settlement,
     held_until: std::time::Instant,
 ) -> Result<(), QueueError> {
-    let backoff = Backoff::exponential(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(2));
+    let backoff =
+        Backoff::exponential(Duration::from_millis(50)).with_max_delay(Duration::from_secs(2));
     let mut state = rebound::BackoffState::new();
     let mut rng = w.random.rng();
     loop {

@@ -76,7 +76,9 @@ fn snapshotter() -> &'static Snapshotter {
     S.get_or_init(|| {
         let recorder = DebuggingRecorder::new();
         let s = recorder.snapshotter();
-        recorder.install().expect("no other recorder in this test binary");
+        recorder
+            .install()
+            .expect("no other recorder in this test binary");
         s
     })
 }
@@ -111,7 +113,8 @@ fn seen() -> std::sync::MutexGuard<'static, Seen> {
             .collect();
         let id = (k.name().to_owned(), labels);
         if let Some(d) = desc {
-            g.described.insert(k.name().to_owned(), (unit, d.to_string()));
+            g.described
+                .insert(k.name().to_owned(), (unit, d.to_string()));
         }
         match value {
             DebugValue::Counter(v) => *g.counters.entry(id).or_default() += v,

@@ -153,7 +153,9 @@ impl Tables<'_> {
             }
             JobStatus::Running => {
                 let t = rec.lease_expires_at.unwrap_or(Timestamp::EPOCH);
-                self.leases.insert((t.as_millis(), id), ()).map_err(backend)?;
+                self.leases
+                    .insert((t.as_millis(), id), ())
+                    .map_err(backend)?;
             }
             JobStatus::Dead => {
                 self.dead
@@ -356,10 +358,12 @@ impl Queue for EmbeddedQueue {
                 .range((queue.as_str(), 0, 0)..=(queue.as_str(), now.as_millis(), u64::MAX))
                 .map_err(backend)?
                 .take(max)
-                .map(|e| e.map(|(k, _)| {
-                    let (_, at, id) = k.value();
-                    (at, id)
-                }))
+                .map(|e| {
+                    e.map(|(k, _)| {
+                        let (_, at, id) = k.value();
+                        (at, id)
+                    })
+                })
                 .collect::<Result<_, _>>()
                 .map_err(backend)?;
             let mut out = Vec::with_capacity(keys.len());
@@ -551,7 +555,9 @@ impl Queue for EmbeddedQueue {
         self.write(move |t| {
             let mut n = 0;
             for id in ids {
-                let Some(mut rec) = t.get(id.0)? else { continue };
+                let Some(mut rec) = t.get(id.0)? else {
+                    continue;
+                };
                 if rec.status != JobStatus::Dead {
                     continue;
                 }

@@ -100,4 +100,3 @@ fn run_batch(db: &Database, ops: Vec<Op>) {
         d(err.as_deref());
     }
 }
-

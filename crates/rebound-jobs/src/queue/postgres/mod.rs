@@ -113,8 +113,7 @@ fn validate_table(name: &str) -> Result<(), QueueError> {
     for p in parts {
         let ok = !p.is_empty()
             && p.len() <= 50
-            && p
-                .bytes()
+            && p.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && !p.as_bytes()[0].is_ascii_digit();
         if !ok {
@@ -155,12 +154,13 @@ fn corrupt(id: i64, reason: impl std::fmt::Display) -> QueueError {
 fn record_of(row: &Row) -> Result<JobRecord, QueueError> {
     let id: i64 = row.get(0);
     let status: i16 = row.get(2);
-    let status = JobStatus::from_code(status).ok_or_else(|| corrupt(id, format!("status {status}")))?;
+    let status =
+        JobStatus::from_code(status).ok_or_else(|| corrupt(id, format!("status {status}")))?;
     let reason: Option<i16> = row.get(13);
     let reason = match reason {
-        Some(c) => Some(
-            DeadLetterReason::from_code(c).ok_or_else(|| corrupt(id, format!("reason {c}")))?,
-        ),
+        Some(c) => {
+            Some(DeadLetterReason::from_code(c).ok_or_else(|| corrupt(id, format!("reason {c}")))?)
+        }
         None => None,
     };
     let Json(history): Json<Vec<DeliveryRecord>> = row
@@ -195,11 +195,10 @@ impl PostgresQueue {
     /// 2 s to get or open one). Connects lazily: a database that is down
     /// shows up as [`QueueError::Unavailable`] on the first operation.
     pub fn connect(url: &str) -> Result<Self, QueueError> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| QueueError::Invalid {
-                field: "url",
-                reason: format!("not a PostgreSQL URL: {e}"),
-            })?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| QueueError::Invalid {
+            field: "url",
+            reason: format!("not a PostgreSQL URL: {e}"),
+        })?;
         config.connect_timeout(Duration::from_secs(2));
         let manager = Manager::from_config(
             config,
@@ -413,7 +412,9 @@ impl Queue for PostgresQueue {
                         lease: Lease {
                             id: JobId(id as u64),
                             token: r.get::<_, i64>(9) as u64,
-                            expires_at: Timestamp::from_i64(r.get::<_, Option<i64>>(10).unwrap_or(0)),
+                            expires_at: Timestamp::from_i64(
+                                r.get::<_, Option<i64>>(10).unwrap_or(0),
+                            ),
                         },
                         queue: r.get(1),
                         payload: r.get(2),
@@ -488,7 +489,14 @@ impl Queue for PostgresQueue {
                         state,
                         run_at,
                         report,
-                    } => (JobStatus::Available, Some(*run_at), state, None, None, report),
+                    } => (
+                        JobStatus::Available,
+                        Some(*run_at),
+                        state,
+                        None,
+                        None,
+                        report,
+                    ),
                     Settlement::HandBack { state, report } => {
                         (JobStatus::Available, Some(now), state, None, None, report)
                     }
@@ -496,7 +504,14 @@ impl Queue for PostgresQueue {
                         state,
                         reason,
                         report,
-                    } => (JobStatus::Dead, None, state, Some(*reason), Some(now), report),
+                    } => (
+                        JobStatus::Dead,
+                        None,
+                        state,
+                        Some(*reason),
+                        Some(now),
+                        report,
+                    ),
                 };
                 let patch = serde_json::json!({
                     "ended_at": now,
