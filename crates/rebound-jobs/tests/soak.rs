@@ -64,7 +64,7 @@ async fn soak(queue: Arc<dyn Queue>, name: String) {
                 (running.clone(), succeeded.clone(), overlap.clone());
             Worker::builder(queue.clone(), name.clone())
                 .worker_id(format!("soak-{w}"))
-                .concurrency(16)
+                .concurrency(32)
                 .poll_interval(Duration::from_millis(5))
                 .random(RandomSource::seeded(w))
                 .policy(policy)
@@ -100,7 +100,7 @@ async fn soak(queue: Arc<dyn Queue>, name: String) {
             started.elapsed() < Duration::from_secs(150),
             "still pending after 150 s: {c:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     for w in workers {
         w.shutdown().await;

@@ -78,6 +78,7 @@ all_backends!(
     graceful_shutdown_hands_running_jobs_back_uncounted,
     the_lease_is_renewed_while_a_long_job_runs,
     a_stalled_runner_loses_its_lease_and_its_late_ack_is_rejected,
+    the_idempotency_key_is_the_same_on_every_delivery,
 );
 
 async fn runs_every_job_once_and_counts_it(env: Env) {
@@ -568,4 +569,50 @@ async fn a_stalled_runner_loses_its_lease_and_its_late_ack_is_rejected(env: Env)
     assert!(gone(&env, id).await);
     stop_tx.send(()).unwrap();
     a.join().unwrap();
+}
+
+async fn the_idempotency_key_is_the_same_on_every_delivery(env: Env) {
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let k = keys.clone();
+    let worker = builder(&env)
+        .policy(quick_policy(2))
+        .handler(move |ctx: JobContext, _: u32| {
+            let k = k.clone();
+            async move {
+                let mut keys = k.lock().unwrap();
+                keys.push(ctx.idempotency_key().to_owned());
+                // Fails on every run but the fourth: attempts 1 and 2
+                // (exhausted), then attempt 1 after a redrive, then 2.
+                if keys.len() == 4 {
+                    Ok(())
+                } else {
+                    Err(JobError::msg("flaky"))
+                }
+            }
+        })
+        .build()
+        .unwrap()
+        .spawn();
+    eventually(&env.manual, STEP, "the dead letter", || async {
+        env.queue.dead_letter_depth(Some(&env.name)).await.unwrap() == 1
+    })
+    .await;
+    dlq::redrive(
+        &*env.queue,
+        &DeadLetterFilter::default().queue(&env.name),
+        RedriveOptions::default(),
+    )
+    .await
+    .unwrap();
+    eventually(&env.manual, STEP, "the redriven job", || gone(&env, id)).await;
+    worker.shutdown().await;
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 4);
+    let want = format!("rebound-jobs:{}:{}", env.name, id);
+    assert!(keys.iter().all(|k| *k == want), "{keys:?}");
 }
