@@ -4,7 +4,15 @@
 //! the machine", with no decision of its own.
 
 #[cfg(feature = "tokio")]
+pub mod bulkhead;
+#[cfg(feature = "tokio")]
 pub mod coalesce;
+#[cfg(feature = "tokio")]
+pub mod hedge;
+#[cfg(feature = "tokio")]
+pub(crate) mod launch;
+#[cfg(feature = "tokio")]
+pub mod pipeline;
 pub mod retry;
 #[cfg(feature = "tokio")]
 pub mod timeout;

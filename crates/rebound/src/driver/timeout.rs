@@ -10,8 +10,9 @@
 //! and `total_timeout` instead: they are the same mechanism, aware of the
 //! retries. Use `Timeout` on its own for calls you do not retry.
 //!
-//! It waits on tokio's timer, so `#[tokio::test(start_paused = true)]`
-//! drives it in virtual time.
+//! It waits on its [`Clock`] (tokio's by default, so
+//! `#[tokio::test(start_paused = true)]` drives it in virtual time; a
+//! manual clock cuts the call off when it is moved past the limit).
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 use crate::error::{check, ConfigError};
 use crate::telemetry;
+use crate::Clock;
 
 /// Cuts off a future after a fixed duration. Cheap to clone. See the
 /// [module docs](self).
@@ -43,6 +45,7 @@ use crate::telemetry;
 pub struct Timeout {
     limit: Duration,
     dependency: DependencyName,
+    clock: Clock,
 }
 
 /// The name of the dependency a timeout guards: the `dependency` label of
@@ -224,6 +227,7 @@ impl Timeout {
         Ok(Timeout {
             limit,
             dependency: DependencyName::DEFAULT,
+            clock: Clock::default(),
         })
     }
 
@@ -236,6 +240,13 @@ impl Timeout {
         self
     }
 
+    /// Measures the limit on `clock`. Default [`Clock::default`].
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The limit.
     pub fn limit(&self) -> Duration {
         self.limit
@@ -245,12 +256,10 @@ impl Timeout {
     /// (cancelled), `dependency_timeout_total` is incremented and
     /// [`Elapsed`] returned.
     pub async fn run<F: Future>(&self, fut: F) -> Result<F::Output, Elapsed> {
-        match tokio::time::timeout(self.limit, fut).await {
-            Ok(v) => Ok(v),
-            Err(_) => {
-                record_timeout(&self.dependency, self.limit);
-                Err(Elapsed::new(self.limit))
-            }
+        let cut = self.clock.timeout(Some(self.limit), fut).await;
+        if let Err(elapsed) = &cut {
+            record_timeout(&self.dependency, elapsed.after());
         }
+        cut
     }
 }

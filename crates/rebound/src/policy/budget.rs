@@ -157,6 +157,20 @@ impl RetryBudget {
         }
     }
 
+    /// Whether `other` is this budget or a clone of it (so they share
+    /// their counts).
+    ///
+    /// ```
+    /// use rebound::RetryBudget;
+    /// let a = RetryBudget::token_bucket(10.0, 0.1)?;
+    /// assert!(a.same_as(&a.clone()));
+    /// assert!(!a.same_as(&RetryBudget::token_bucket(10.0, 0.1)?));
+    /// # Ok::<(), rebound::ConfigError>(())
+    /// ```
+    pub fn same_as(&self, other: &RetryBudget) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// What the budget holds right now.
     pub fn snapshot(&self) -> BudgetSnapshot {
         match &*self.inner {

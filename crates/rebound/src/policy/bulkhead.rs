@@ -49,6 +49,7 @@ use std::time::Duration;
 use crate::error::{check, ConfigError};
 use crate::infra::sync::{AtomicU32, Ordering};
 use crate::telemetry;
+use crate::Clock;
 
 const COMPONENT: &str = "bulkhead";
 
@@ -67,21 +68,22 @@ const COMPONENT: &str = "bulkhead";
 /// ```
 #[derive(Clone)]
 pub struct Bulkhead {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     max_concurrent: u32,
-    max_queue: u32,
-    max_wait: Option<Duration>,
+    pub(crate) max_queue: u32,
+    pub(crate) max_wait: Option<Duration>,
+    pub(crate) clock: Clock,
     dependency: Arc<str>,
     /// `bulkhead_rejected_total{reason}`, labelled once, indexed by
     /// [`FullReason::index`].
     rejected: [telemetry::CounterKey; 3],
     in_use: AtomicU32,
-    queued: AtomicU32,
+    pub(crate) queued: AtomicU32,
     #[cfg(feature = "tokio")]
-    freed: tokio::sync::Notify,
+    pub(crate) freed: tokio::sync::Notify,
 }
 
 /// Why a bulkhead refused a call.
@@ -187,7 +189,7 @@ impl fmt::Debug for BulkheadPermit {
 
 /// Gives a queue place back however the wait ends.
 #[cfg(feature = "tokio")]
-struct QueuePlace<'a>(&'a Inner);
+pub(crate) struct QueuePlace<'a>(pub(crate) &'a Inner);
 
 #[cfg(feature = "tokio")]
 impl Drop for QueuePlace<'_> {
@@ -209,7 +211,7 @@ impl Bulkhead {
     }
 
     #[inline]
-    fn grab(&self) -> Option<BulkheadPermit> {
+    pub(crate) fn grab(&self) -> Option<BulkheadPermit> {
         let max = self.inner.max_concurrent;
         self.inner
             .in_use
@@ -223,7 +225,7 @@ impl Bulkhead {
     }
 
     #[cold]
-    fn reject(&self, reason: FullReason) -> BulkheadFull {
+    pub(crate) fn reject(&self, reason: FullReason) -> BulkheadFull {
         self.inner.rejected[reason.index()].incr();
         tracing::debug!(
             dependency = &*self.inner.dependency,
@@ -234,66 +236,6 @@ impl Bulkhead {
             reason,
             max_concurrent: self.inner.max_concurrent,
         }
-    }
-
-    /// Takes a slot, waiting in the queue (if the bulkhead has one) for at
-    /// most `max_wait`. Cancel-safe: dropping the future gives the queue
-    /// place back, and a slot it had been handed goes to the next waiter.
-    /// Waits on tokio's timer, so tokio's paused time drives it in tests.
-    #[cfg(feature = "tokio")]
-    pub async fn acquire(&self) -> Result<BulkheadPermit, BulkheadFull> {
-        if let Some(p) = self.grab() {
-            return Ok(p);
-        }
-        let inner = &*self.inner;
-        if inner.max_queue == 0 {
-            return Err(self.reject(FullReason::Full));
-        }
-        let max_queue = inner.max_queue;
-        if inner
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                (q < max_queue).then_some(q + 1)
-            })
-            .is_err()
-        {
-            return Err(self.reject(FullReason::QueueFull));
-        }
-        let _place = QueuePlace(inner);
-        let wait = async {
-            loop {
-                let notified = inner.freed.notified();
-                tokio::pin!(notified);
-                // Register before looking, so a slot freed in between wakes us.
-                notified.as_mut().enable();
-                if let Some(p) = self.grab() {
-                    return p;
-                }
-                notified.await;
-            }
-        };
-        match inner.max_wait {
-            None => Ok(wait.await),
-            Some(limit) => match tokio::time::timeout(limit, wait).await {
-                Ok(p) => Ok(p),
-                Err(_) => Err(self.reject(FullReason::MaxWait)),
-            },
-        }
-    }
-
-    /// Runs `fut` in a slot (waiting as [`acquire`](Self::acquire) does).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let b = rebound::Bulkhead::builder().build().unwrap();
-    /// assert_eq!(b.run(async { 7 }).await, Ok(7));
-    /// # }
-    /// ```
-    #[cfg(feature = "tokio")]
-    pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, BulkheadFull> {
-        let _permit = self.acquire().await?;
-        Ok(fut.await)
     }
 
     /// Slots taken now.
@@ -357,6 +299,7 @@ pub struct BulkheadBuilder {
     max_queue: u32,
     max_wait: Option<Duration>,
     dependency: Arc<str>,
+    clock: Clock,
 }
 
 impl Default for BulkheadBuilder {
@@ -373,6 +316,7 @@ impl BulkheadBuilder {
             max_queue: 0,
             max_wait: None,
             dependency: Arc::from("default"),
+            clock: Clock::default(),
         }
     }
 
@@ -406,6 +350,13 @@ impl BulkheadBuilder {
         self
     }
 
+    /// The clock a queued caller's `max_wait` is measured on. Default
+    /// [`Clock::default`].
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Validates and builds the bulkhead.
     ///
     /// Rejected: `max_concurrent` 0; a zero `max_wait`; a `max_wait` without
@@ -433,6 +384,7 @@ impl BulkheadBuilder {
                 max_concurrent: self.max_concurrent,
                 max_queue: self.max_queue,
                 max_wait: self.max_wait,
+                clock: self.clock,
                 rejected: FullReason::NAMES.map(|r| {
                     telemetry::CounterKey::new(
                         telemetry::BULKHEAD_REJECTED_TOTAL,

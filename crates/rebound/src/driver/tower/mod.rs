@@ -117,33 +117,26 @@ pub(crate) fn refusal(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Op
 }
 
 pin_project_lite::pin_project! {
-    /// A timer that may be off.
-    #[project = TimerProj]
-    pub(crate) enum Timer {
-        Armed { #[pin] sleep: tokio::time::Sleep },
-        Off,
+    /// A call's future, its error boxed.
+    #[doc(hidden)]
+    pub struct IntoBoxError<F> {
+        #[pin]
+        pub(crate) fut: F,
     }
 }
 
-impl Timer {
-    pub(crate) fn after(d: Option<std::time::Duration>) -> Self {
-        match d {
-            Some(d) => Timer::Armed {
-                sleep: tokio::time::sleep(d),
-            },
-            None => Timer::Off {},
-        }
-    }
+impl<T, E, F> std::future::Future for IntoBoxError<F>
+where
+    E: Into<BoxError>,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, BoxError>;
 
-    /// Ready when armed and expired; never when off.
-    pub(crate) fn poll_expired(
+    #[inline]
+    fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        use std::future::Future;
-        match self.project() {
-            TimerProj::Armed { sleep } => sleep.poll(cx),
-            TimerProj::Off {} => std::task::Poll::Pending,
-        }
+    ) -> std::task::Poll<Self::Output> {
+        self.project().fut.poll(cx).map(|r| r.map_err(Into::into))
     }
 }

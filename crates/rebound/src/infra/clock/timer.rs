@@ -122,6 +122,12 @@ impl Timer {
         self.set(far_or(now, after), true);
     }
 
+    /// Makes the timer an idle wait ending at `deadline`; see
+    /// [`reset_idle`](Self::reset_idle).
+    pub fn reset_idle_at(self: Pin<&mut Self>, deadline: Instant) {
+        self.set(deadline, true);
+    }
+
     fn set(self: Pin<&mut Self>, deadline: Instant, idle: bool) {
         let this = self.project();
         *this.deadline = deadline;

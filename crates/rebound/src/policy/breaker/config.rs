@@ -16,6 +16,8 @@ pub const MAX_COUNT_WINDOW: u32 = 65_535;
 pub const MAX_BUCKETS: u32 = 1_000;
 /// Largest number of half-open probes.
 pub const MAX_PROBES: u32 = 1_000;
+/// The slices of a time window when none are given.
+pub const DEFAULT_TIME_BUCKETS: u32 = 10;
 
 /// Which calls the breaker judges the dependency by.
 ///

@@ -100,7 +100,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use config::{
-    BreakGrowth, CircuitBreakerBuilder, SlidingWindow, MAX_BUCKETS, MAX_COUNT_WINDOW, MAX_PROBES,
+    BreakGrowth, CircuitBreakerBuilder, SlidingWindow, DEFAULT_TIME_BUCKETS, MAX_BUCKETS,
+    MAX_COUNT_WINDOW, MAX_PROBES,
 };
 pub use state::State;
 

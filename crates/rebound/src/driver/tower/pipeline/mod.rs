@@ -134,16 +134,14 @@ impl<S, C, P> PipelineService<S, C, P> {
 impl<S, C, P, Req> Service<Req> for PipelineService<S, C, P>
 where
     P: IdempotentRequests<Req>,
-    S: Service<Req> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Response: Send + 'static,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    C: Classifier<S::Response, BoxError> + Clone + Send + Sync + 'static,
-    Req: Clone + Send + 'static,
+    C: Classifier<S::Response, BoxError> + Clone,
+    Req: Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Response>;
+    type Future = ResponseFuture<S, Req, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -154,12 +152,6 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         let once = !self.idempotent.is_idempotent(&req);
-        future::run(
-            self.pipeline.clone(),
-            self.classifier.clone(),
-            ready,
-            req,
-            once,
-        )
+        ResponseFuture::new(&self.pipeline, self.classifier.clone(), ready, req, once)
     }
 }

@@ -4,9 +4,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use std::time::Instant;
 
 use super::error::Elapsed;
+use crate::clock::{self, Clock};
 use crate::timeout::{record_timeout, DependencyName};
 use crate::tower::BoxError;
 
@@ -31,19 +32,25 @@ pin_project! {
     // driver, and one that waits sleeps until the same deadline.
     #[project = TimerProj]
     enum Timer {
-        Unarmed { deadline: Instant },
-        Armed { #[pin] sleep: Sleep },
+        Unarmed { deadline: Instant, clock: Clock },
+        Armed { #[pin] timer: clock::Timer },
     }
 }
 
 impl<F> ResponseFuture<F> {
     /// Starts the limit now.
     #[inline]
-    pub(crate) fn new(inner: F, limit: Duration, dependency: DependencyName) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        clock: &Clock,
+        limit: Duration,
+        dependency: DependencyName,
+    ) -> Self {
         ResponseFuture {
             inner,
             timer: Timer::Unarmed {
-                deadline: deadline_after(limit),
+                deadline: deadline_after(clock.now(), limit),
+                clock: clock.clone(),
             },
             limit,
             dependency,
@@ -51,11 +58,10 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-/// When a limit starting now runs out, as [`tokio::time::sleep`] computes
-/// it (a limit past the clock's range ends about 30 years from now).
+/// When a limit starting `now` runs out (a limit past the clock's range
+/// ends about 30 years from now).
 #[inline]
-fn deadline_after(limit: Duration) -> Instant {
-    let now = Instant::now();
+fn deadline_after(now: Instant, limit: Duration) -> Instant {
     now.checked_add(limit)
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
@@ -74,14 +80,14 @@ where
             return Poll::Ready(r.map_err(Into::into));
         }
         let mut timer = this.timer;
-        if let TimerProj::Unarmed { deadline } = timer.as_mut().project() {
-            let sleep = tokio::time::sleep_until(*deadline);
-            timer.set(Timer::Armed { sleep });
+        if let TimerProj::Unarmed { deadline, clock } = timer.as_mut().project() {
+            let t = clock.timer(*deadline);
+            timer.set(Timer::Armed { timer: t });
         }
-        let TimerProj::Armed { sleep } = timer.project() else {
+        let TimerProj::Armed { timer } = timer.project() else {
             unreachable!("armed above")
         };
-        match sleep.poll(cx) {
+        match timer.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 record_timeout(this.dependency, *this.limit);

@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::Clock;
+
 use super::Timeout;
 use crate::timeout::DependencyName;
 use crate::ConfigError;
@@ -20,6 +22,7 @@ use crate::ConfigError;
 pub struct TimeoutLayer {
     limit: Duration,
     dependency: DependencyName,
+    clock: Clock,
 }
 
 impl TimeoutLayer {
@@ -31,6 +34,7 @@ impl TimeoutLayer {
         Ok(TimeoutLayer {
             limit,
             dependency: DependencyName::DEFAULT,
+            clock: Clock::default(),
         })
     }
 
@@ -40,6 +44,13 @@ impl TimeoutLayer {
     #[must_use]
     pub fn dependency(mut self, name: impl Into<DependencyName>) -> Self {
         self.dependency = name.into();
+        self
+    }
+
+    /// Measures the limit on `clock`. Default [`Clock::default`] (tokio's
+    /// clock, which paused tests advance).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -53,6 +64,6 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.limit, self.dependency.clone())
+        Timeout::new(inner, self.limit, self.dependency.clone()).with_clock(self.clock.clone())
     }
 }

@@ -42,6 +42,7 @@ pub use layer::TimeoutLayer;
 
 use crate::timeout::DependencyName;
 use crate::tower::BoxError;
+use crate::Clock;
 
 /// Applies a timeout to every call of the inner service. Made by
 /// [`TimeoutLayer`].
@@ -50,6 +51,7 @@ pub struct Timeout<S> {
     inner: S,
     limit: Duration,
     dependency: DependencyName,
+    clock: Clock,
 }
 
 impl<S> Timeout<S> {
@@ -62,7 +64,14 @@ impl<S> Timeout<S> {
             inner,
             limit,
             dependency: dependency.into(),
+            clock: Clock::default(),
         }
+    }
+
+    /// Measures the limit on `clock`. Default [`Clock::default`].
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The inner service.
@@ -97,6 +106,11 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        ResponseFuture::new(self.inner.call(req), self.limit, self.dependency.clone())
+        ResponseFuture::new(
+            self.inner.call(req),
+            &self.clock,
+            self.limit,
+            self.dependency.clone(),
+        )
     }
 }
