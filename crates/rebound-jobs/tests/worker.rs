@@ -79,6 +79,7 @@ all_backends!(
     the_lease_is_renewed_while_a_long_job_runs,
     a_stalled_runner_loses_its_lease_and_its_late_ack_is_rejected,
     the_idempotency_key_is_the_same_on_every_delivery,
+    aborting_a_worker_is_a_crash,
 );
 
 async fn runs_every_job_once_and_counts_it(env: Env) {
@@ -615,4 +616,48 @@ async fn the_idempotency_key_is_the_same_on_every_delivery(env: Env) {
     assert_eq!(keys.len(), 4);
     let want = format!("rebound-jobs:{}:{}", env.name, id);
     assert!(keys.iter().all(|k| *k == want), "{keys:?}");
+}
+
+async fn aborting_a_worker_is_a_crash(env: Env) {
+    let id = env
+        .queue
+        .enqueue(NewJob::json(&env.name, &1).unwrap())
+        .await
+        .unwrap();
+    struct SetOnDrop(Arc<Mutex<bool>>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
+    let (started, cancelled) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(false)));
+    let (s, c) = (started.clone(), cancelled.clone());
+    let worker = builder(&env)
+        .handler(move |_ctx: JobContext, _: u32| {
+            let (s, c) = (s.clone(), c.clone());
+            async move {
+                let _guard = SetOnDrop(c);
+                *s.lock().unwrap() = true;
+                std::future::pending::<()>().await;
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap()
+        .spawn();
+    eventually(&env.manual, STEP, "the run to start", || {
+        std::future::ready(*started.lock().unwrap())
+    })
+    .await;
+    worker.abort();
+    eventually(&env.manual, STEP, "the run to be cancelled", || {
+        std::future::ready(*cancelled.lock().unwrap())
+    })
+    .await;
+    // Nothing was settled: the delivery stays counted, without an outcome.
+    let rec = env.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Running);
+    assert_eq!((rec.state.deliveries, rec.state.failures), (1, 0));
+    env.manual.advance(60 * S);
+    assert_eq!(env.queue.rescue(env.now(), 10).await.unwrap(), 1);
 }

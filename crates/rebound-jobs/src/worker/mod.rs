@@ -330,8 +330,9 @@ impl WorkerHandle {
         }
     }
 
-    /// Stops the worker at once, like a crash: no job is settled, and
-    /// running jobs are delivered again after their lease ends.
+    /// Stops the worker at once, like a crash: running handlers are
+    /// cancelled, no job is settled, and those jobs are delivered again
+    /// after their lease ends (counted as deliveries without an outcome).
     pub fn abort(self) {
         self.task.abort();
     }

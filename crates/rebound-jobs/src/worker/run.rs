@@ -68,6 +68,8 @@ pub(crate) async fn run_job(
         shutdown: stop,
     };
     let mut handle = tokio::spawn(w.handler.call(ctx, job.payload).instrument(span.clone()));
+    // If this driver is dropped (the worker aborted), the run stops too.
+    let _abort_run = AbortOnDrop(handle.abort_handle());
     let started = w.clock.now();
     let timeout_at = w.config.job_timeout.and_then(|t| started.checked_add(t));
     // The lease holds until this instant on our clock, unless renewed.
@@ -245,5 +247,14 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         error_text(s)
     } else {
         "a non-string panic payload".to_owned()
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
