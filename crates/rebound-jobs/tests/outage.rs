@@ -118,9 +118,11 @@ async fn a_connection_cut_mid_job_loses_nothing() {
         let n = runs.get(id).copied().unwrap_or(0);
         assert!((1..=2).contains(&n), "job {id} ran {n} times");
     }
+    // The held runs' results could not be recorded while the database was
+    // away; a run that gave up before it came back ran again after its
+    // lease, one still retrying when it came back was recorded then.
     for id in &held {
-        // Their result was never recorded: they ran again after their lease.
-        assert_eq!(runs[id], 2, "job {id}");
+        assert!((1..=2).contains(&runs[id]), "job {id}");
     }
     assert_eq!(direct.dead_letter_depth(Some(&name)).await.unwrap(), 0);
     assert_eq!(harness::counter(DEAD_LETTER_MESSAGES_TOTAL, &name, None), 0);
