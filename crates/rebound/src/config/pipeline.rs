@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     BackoffConfig, BreakerConfig, BulkheadConfig, HedgeStageConfig, RetryConfig, ThrottleConfig,
 };
+#[cfg(feature = "tokio")]
 use crate::ConfigError;
 
 /// One stage of a [`PipelineConfig`], tagged by `type`.
@@ -114,6 +115,7 @@ impl PipelineConfig {
     }
 }
 
+#[cfg(feature = "tokio")]
 impl StandardConfig {
     /// The preset with the file's settings; errors name the field under
     /// `standard`.
@@ -151,6 +153,7 @@ impl StandardConfig {
 }
 
 /// A pipeline from its stages; see [`PipelineConfig::build`].
+#[cfg(feature = "tokio")]
 fn build_stages(
     stages: &[StageConfig],
     dependency: &str,

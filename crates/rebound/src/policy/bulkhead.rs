@@ -49,6 +49,7 @@ use std::time::Duration;
 use crate::error::{check, ConfigError};
 use crate::infra::sync::{AtomicU32, Ordering};
 use crate::telemetry;
+#[cfg(feature = "tokio")]
 use crate::Clock;
 
 const COMPONENT: &str = "bulkhead";
@@ -75,6 +76,7 @@ pub(crate) struct Inner {
     max_concurrent: u32,
     pub(crate) max_queue: u32,
     pub(crate) max_wait: Option<Duration>,
+    #[cfg(feature = "tokio")]
     pub(crate) clock: Clock,
     dependency: Arc<str>,
     /// `bulkhead_rejected_total{reason}`, labelled once, indexed by
@@ -299,6 +301,7 @@ pub struct BulkheadBuilder {
     max_queue: u32,
     max_wait: Option<Duration>,
     dependency: Arc<str>,
+    #[cfg(feature = "tokio")]
     clock: Clock,
 }
 
@@ -316,6 +319,7 @@ impl BulkheadBuilder {
             max_queue: 0,
             max_wait: None,
             dependency: Arc::from("default"),
+            #[cfg(feature = "tokio")]
             clock: Clock::default(),
         }
     }
@@ -352,6 +356,7 @@ impl BulkheadBuilder {
 
     /// The clock a queued caller's `max_wait` is measured on. Default
     /// [`Clock::default`].
+    #[cfg(feature = "tokio")]
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
@@ -384,6 +389,7 @@ impl BulkheadBuilder {
                 max_concurrent: self.max_concurrent,
                 max_queue: self.max_queue,
                 max_wait: self.max_wait,
+                #[cfg(feature = "tokio")]
                 clock: self.clock,
                 rejected: FullReason::NAMES.map(|r| {
                     telemetry::CounterKey::new(
