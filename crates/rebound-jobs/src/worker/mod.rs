@@ -9,7 +9,13 @@
 //! Graceful shutdown ([`WorkerHandle::shutdown`]): stop claiming, wait up
 //! to [`shutdown_timeout`](WorkerBuilder::shutdown_timeout) for running
 //! jobs, then cancel the rest and hand them back without counting an
-//! attempt.
+//! attempt. (If the queue cannot be reached to hand a job back, it comes
+//! back after its lease instead, as a delivery without an outcome.)
+//!
+//! When the queue is unreachable mid-run, the worker keeps the handler
+//! running and keeps trying to renew; a settlement is retried with backoff
+//! until the lease would have run out. Past that, the job is left to be
+//! rescued and delivered again: at-least-once, nothing lost.
 //!
 //! # Defaults
 //!
