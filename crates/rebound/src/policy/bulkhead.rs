@@ -3,8 +3,9 @@
 //! A ship's bulkheads keep one flooded compartment from sinking the rest. A
 //! slow dependency does the same to a service through its threads, sockets
 //! and memory: every call to it waits, and waiting calls pile up until
-//! nothing else can run (seed 000: "isolates different parts of a system so
-//! a failure in one part doesn't sink the whole ship"). A [`Bulkhead`] lets
+//! nothing else can run. A bulkhead isolates the part of a service that
+//! calls one dependency, so its failure does not sink the rest (Michael
+//! Nygard, *Release It!*, 2nd ed., 2018). A [`Bulkhead`] lets
 //! at most `max_concurrent` calls in; the next ones wait in a bounded queue
 //! for at most `max_wait`, or are refused at once with a typed reason and a
 //! count in `bulkhead_rejected_total`.
