@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BackoffConfig, BreakerConfig, BulkheadConfig, HedgeStageConfig, RetryConfig, ThrottleConfig,
+    BackoffConfig, BreakerConfig, BulkheadConfig, HedgeConfig, RetryConfig, ThrottleConfig,
 };
 #[cfg(feature = "tokio")]
 use crate::ConfigError;
@@ -38,8 +38,8 @@ pub enum StageConfig {
     Bulkhead(BulkheadConfig),
     /// An adaptive throttle.
     Throttle(ThrottleConfig),
-    /// Hedging (only for idempotent calls: see [`HedgeStageConfig`]).
-    Hedge(HedgeStageConfig),
+    /// Hedging (only for idempotent calls: see [`HedgeConfig`]).
+    Hedge(HedgeConfig),
 }
 
 /// The standard preset in a file, every field optional (see
@@ -174,7 +174,7 @@ fn build_stages(
                 if h.idempotent {
                     b = b.idempotent();
                 }
-                let policy = h.policy().builder(dependency).and_then(|p| p.build());
+                let policy = h.builder(dependency).and_then(|p| p.build());
                 b.hedge(policy.map_err(at)?)
             }
         };
