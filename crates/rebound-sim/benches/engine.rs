@@ -8,8 +8,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rebound_sim::model::{self, LayerSpec, SystemSpec, Workload};
 use rebound_sim::occ::{self, Strategy};
+use rebound_sim::policy::CallerPolicy;
+use rebound_sim::scenarios::tables;
 use rebound_sim::scenarios::{jitter_occ, Options, Size};
-use rebound_sim::{Dist, PolicySpec};
+use rebound_sim::Dist;
 
 fn events_per_second(c: &mut Criterion) {
     let mut g = c.benchmark_group("events");
@@ -25,11 +27,13 @@ fn events_per_second(c: &mut Criterion) {
         b.iter(|| occ::run(Strategy::Full, 100, 1))
     });
     // The general model: an M/M/1 server at 90% load, retries on timeout.
+    let mut retry = tables::attempts(2);
+    retry.attempt_timeout = Some(Duration::from_secs(1));
     let spec = SystemSpec {
-        duration: Duration::from_secs(20).into(),
+        duration: Duration::from_secs(20),
         clients: 10,
         workload: Workload::open(270.0),
-        policy: PolicySpec::attempts(2).with_attempt_timeout(Duration::from_secs(1)),
+        policy: CallerPolicy::new(tables::retry(retry)),
         layers: vec![LayerSpec {
             workers: Some(1),
             service: Dist::exponential(Duration::from_secs_f64(1.0 / 300.0)),

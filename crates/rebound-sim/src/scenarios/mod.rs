@@ -19,7 +19,7 @@
 //! assert!(report.all_hold(), "{:#?}", report.checks);
 //! ```
 
-use crate::report::Report;
+use crate::report::ScenarioReport;
 use crate::seed::DEFAULT_SEED;
 use crate::sweep::{NoProgress, Progress};
 
@@ -29,6 +29,7 @@ pub mod jitter_occ;
 pub mod layers;
 pub mod metastable;
 pub mod spike;
+pub mod tables;
 pub mod throttle;
 
 /// How big a sweep to run.
@@ -107,7 +108,7 @@ pub struct Scenario {
     pub name: &'static str,
     /// What it shows, in a line.
     pub summary: &'static str,
-    run: fn(&Options<'_>) -> Report,
+    run: fn(&Options<'_>) -> ScenarioReport,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -120,7 +121,7 @@ impl std::fmt::Debug for Scenario {
 
 impl Scenario {
     /// Runs the scenario.
-    pub fn run(&self, opts: &Options<'_>) -> Report {
+    pub fn run(&self, opts: &Options<'_>) -> ScenarioReport {
         (self.run)(opts)
     }
 }
