@@ -29,6 +29,8 @@ Examples:
       Brooker's backoff-and-jitter study at its published size (19 x 5 x 100 runs).
   rebound simulate --scenario metastable --scenario spike --runs 5 --seed 7 --out storm/
       Two scenarios, 5 runs per point, another seed, into storm/.
+  rebound simulate --scenario tail-at-scale
+      Dean and Barroso's hedged requests: the p99.9 cut tenfold, and what hedging costs.
   rebound simulate --config retry-storm.toml
       Your own system and policies, written as your service's policy file writes them or
       read from it (`policy = { file = \"policies.toml\", dependency = \"inventory\" }`);
@@ -54,8 +56,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Simulate retry storms, budgets, breakers, adaptive throttling and
-    /// metastable failure; write tables, charts and an HTML report.
+    /// Simulate retry storms, budgets, breakers, adaptive throttling,
+    /// metastable failure and hedged requests; write tables, charts and an
+    /// HTML report.
     #[command(after_help = SIMULATE_EXAMPLES)]
     Simulate(SimulateArgs),
     // `demo`, `chaos` and `proxy` will join here.
