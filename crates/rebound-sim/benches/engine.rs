@@ -1,5 +1,7 @@
-//! Simulator throughput: events per second on one thread, and the full
-//! `jitter-occ` sweep (19 client counts × 5 strategies × 100 runs).
+//! Simulator throughput: events per second on one thread (retries through
+//! `RetryState`, hedges through `HedgeState`, a pipeline through
+//! `PipelineRun`), and the full `jitter-occ` sweep (19 client counts × 5
+//! strategies × 100 runs).
 //!
 //! `cargo bench -p rebound-sim --bench engine`
 
@@ -10,7 +12,7 @@ use rebound_sim::model::{self, LayerSpec, SystemSpec, Workload};
 use rebound_sim::occ::{self, Strategy};
 use rebound_sim::policy::CallerPolicy;
 use rebound_sim::scenarios::tables;
-use rebound_sim::scenarios::{jitter_occ, Options, Size};
+use rebound_sim::scenarios::{jitter_occ, tail_at_scale, Options, Size};
 use rebound_sim::Dist;
 
 fn events_per_second(c: &mut Criterion) {
@@ -46,6 +48,18 @@ fn events_per_second(c: &mut Criterion) {
     g.bench_function("mm1_retry_on_timeout", |b| {
         b.iter(|| model::run(&spec, 1).unwrap())
     });
+    // Hedged calls through HedgeState, and a retry + hedge pipeline through
+    // PipelineRun: the healthy service of `tail-at-scale`, 20 s at 1000/s.
+    let policies = tail_at_scale::policies(Duration::from_micros(10_500));
+    for (name, policy) in [
+        ("hedge_fixed_delay", &policies[2]),
+        ("pipeline_retry_hedge_budget", &policies[3]),
+    ] {
+        let spec = tail_at_scale::spec(policy, Duration::from_secs(20), false);
+        let events = model::run(&spec, 1).unwrap().events;
+        g.throughput(Throughput::Elements(events));
+        g.bench_function(name, |b| b.iter(|| model::run(&spec, 1).unwrap()));
+    }
     g.finish();
 }
 

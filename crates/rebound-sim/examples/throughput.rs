@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rebound_sim::model::{self, LayerSpec, SystemSpec, Workload};
 use rebound_sim::occ::{self, Strategy};
 use rebound_sim::policy::CallerPolicy;
-use rebound_sim::scenarios::tables;
+use rebound_sim::scenarios::{tables, tail_at_scale};
 use rebound_sim::Dist;
 
 fn cpu_nanos() -> Option<u64> {
@@ -95,4 +95,13 @@ fn main() {
     measure("mm1_retry_on_timeout", secs, || {
         model::run(&spec, 1).unwrap().events
     });
+    // The same systems as the criterion benches of the same names.
+    let policies = tail_at_scale::policies(Duration::from_micros(10_500));
+    for (name, policy) in [
+        ("hedge_fixed_delay", &policies[2]),
+        ("pipeline_retry_hedge_budget", &policies[3]),
+    ] {
+        let spec = tail_at_scale::spec(policy, Duration::from_secs(20), false);
+        measure(name, secs, || model::run(&spec, 1).unwrap().events);
+    }
 }

@@ -48,7 +48,14 @@ impl Sim<'_> {
         };
         match &self.policies[policy as usize] {
             PolicyObject::Retry(p) => {
-                let id = self.calls.insert(call(Driver::Retry(RetryCall::new(p, t))));
+                // Built in place: the hot path of most scenarios.
+                let id = self.calls.insert(Call {
+                    caller,
+                    layer,
+                    policy,
+                    started: t,
+                    driver: Driver::Retry(RetryCall::new(p, t)),
+                });
                 self.attempt(t, id);
             }
             PolicyObject::Hedge(p) => {
@@ -87,10 +94,12 @@ impl Sim<'_> {
 
     /// Call `id` ended with `stop`: tell its caller.
     pub(super) fn finish(&mut self, t: u64, id: u32, stop: Stop) {
-        let call = self.calls.remove(id).expect("live call");
-        match call.caller {
+        let call = self.calls.get(id).expect("live call");
+        let (caller, started) = (call.caller, call.started);
+        self.calls.free(id);
+        match caller {
             Caller::Client(c) => {
-                self.stats.record_end(t, t - call.started, stop);
+                self.stats.record_end(t, t - started, stop);
                 if let Workload::Closed { think } = &self.spec.workload {
                     let d = think.sample_nanos(&mut self.rng);
                     self.q.schedule(t + d, Ev::Wake(c));

@@ -21,6 +21,7 @@ pub(super) struct RetryCall {
 }
 
 impl RetryCall {
+    #[inline]
     pub(super) fn new(policy: &RetryPolicy, t: u64) -> Self {
         RetryCall {
             state: RetryState::new(policy),
@@ -56,7 +57,9 @@ impl Sim<'_> {
                 let timeout = a.timeout();
                 self.tokens = self.tokens.wrapping_add(1);
                 let token = self.tokens;
-                rc.attempt = Some(a);
+                // No attempt is in flight here (each is taken when it ends),
+                // so nothing is dropped.
+                rc.attempt.get_or_insert(a);
                 rc.token = token;
                 rc.sent = t;
                 self.send(t, id, layer, token);

@@ -29,6 +29,7 @@ pub(super) struct Server {
 impl Sim<'_> {
     /// Sends an operation call of call `call` to `layer`; its answer will
     /// carry `token`.
+    #[inline(always)]
     pub(super) fn send(&mut self, t: u64, call: u32, layer: u16, token: u32) {
         self.stats.record_attempt(t, layer as usize);
         let r = self.reqs.insert(Request { call, token, layer });

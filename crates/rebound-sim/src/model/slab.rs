@@ -13,6 +13,7 @@ impl<T> Slab<T> {
         }
     }
 
+    #[inline(always)]
     pub(super) fn insert(&mut self, v: T) -> u32 {
         if let Some(i) = self.free.pop() {
             self.items[i as usize] = Some(v);
@@ -33,6 +34,19 @@ impl<T> Slab<T> {
         self.items.get_mut(i as usize).and_then(Option::as_mut)
     }
 
+    /// Drops item `i` where it lies (no move out of the slab).
+    #[inline]
+    pub(super) fn free(&mut self, i: u32) {
+        if let Some(slot) = self.items.get_mut(i as usize) {
+            if slot.is_some() {
+                // Assigning drops the old value in place.
+                *slot = None;
+                self.free.push(i);
+            }
+        }
+    }
+
+    #[inline]
     pub(super) fn remove(&mut self, i: u32) -> Option<T> {
         let v = self.items.get_mut(i as usize)?.take();
         if v.is_some() {

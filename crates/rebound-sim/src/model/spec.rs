@@ -92,6 +92,7 @@ impl Workload {
         self
     }
 
+    #[inline]
     pub(crate) fn rate_at(&self, t: u64) -> f64 {
         match self {
             Workload::Open {
@@ -117,6 +118,7 @@ impl Workload {
         }
     }
 
+    #[inline]
     pub(crate) fn max_rate(&self) -> f64 {
         match self {
             Workload::Open {
