@@ -10,6 +10,8 @@
 //! The command is a thin front door: the simulator is the `rebound-sim`
 //! library, which drives the real `rebound` policies in virtual time.
 
+mod chaos;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,11 @@ enum Command {
     /// HTML report.
     #[command(after_help = SIMULATE_EXAMPLES)]
     Simulate(SimulateArgs),
+    /// Run a fault-injecting HTTP proxy in front of a service, for tests in
+    /// any language: latency, 5xx, 429/503 with Retry-After, resets, dropped
+    /// answers, slow bodies, blackholes; on a timeline, with a control API.
+    #[command(after_help = chaos::EXAMPLES)]
+    Chaos(chaos::ChaosArgs),
     // `demo`, `chaos` and `proxy` will join here.
 }
 
@@ -165,6 +172,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Chaos(args) => chaos::run(args),
     }
 }
 

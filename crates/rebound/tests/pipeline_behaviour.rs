@@ -833,7 +833,7 @@ mod hedge_stage {
     #[cfg(feature = "serde")]
     #[test]
     fn the_hedge_stage_in_a_file() {
-        use rebound::config::{HedgeStageConfig, PipelineConfig, Policies, StageConfig};
+        use rebound::config::{HedgeConfig, PipelineConfig, Policies, StageConfig};
 
         let file = r#"
 [dependencies.catalog.pipeline]
@@ -859,7 +859,7 @@ stages = [
         };
         assert!(matches!(
             &stages[1],
-            StageConfig::Hedge(HedgeStageConfig {
+            StageConfig::Hedge(HedgeConfig {
                 idempotent: true,
                 ..
             })

@@ -109,10 +109,12 @@ pub fn policies(delay: Duration) -> Vec<PolicySource> {
     vec![
         PolicySource::default(),
         hedge(HedgeConfig {
+            idempotent: true,
             percentile: Some(0.95),
             ..HedgeConfig::default()
         }),
         hedge(HedgeConfig {
+            idempotent: true,
             delay: Some(delay),
             ..HedgeConfig::default()
         }),

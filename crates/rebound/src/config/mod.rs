@@ -56,7 +56,7 @@ pub use breaker::{BreakerConfig, GrowthConfig, WindowConfig};
 pub use budget::BudgetConfig;
 pub use bulkhead::BulkheadConfig;
 pub use file::{toml_line_of, ConfigFileError, Policies};
-pub use hedge::{HedgeConfig, HedgeStageConfig};
+pub use hedge::HedgeConfig;
 pub use pipeline::{PipelineConfig, StageConfig, StandardConfig};
 pub use retry::RetryConfig;
 pub use throttle::ThrottleConfig;

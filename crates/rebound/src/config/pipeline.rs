@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "tokio")]
+use super::BuildEnv;
 use super::{
-    BackoffConfig, BreakerConfig, BuildEnv, BulkheadConfig, HedgeStageConfig, RetryConfig,
-    ThrottleConfig,
+    BackoffConfig, BreakerConfig, BulkheadConfig, HedgeConfig, RetryConfig, ThrottleConfig,
 };
+#[cfg(feature = "tokio")]
 use crate::ConfigError;
 
 /// One stage of a [`PipelineConfig`], tagged by `type`.
@@ -38,8 +40,8 @@ pub enum StageConfig {
     Bulkhead(BulkheadConfig),
     /// An adaptive throttle.
     Throttle(ThrottleConfig),
-    /// Hedging (only for idempotent calls: see [`HedgeStageConfig`]).
-    Hedge(HedgeStageConfig),
+    /// Hedging (only for idempotent calls: see [`HedgeConfig`]).
+    Hedge(HedgeConfig),
 }
 
 /// The standard preset in a file, every field optional (see
@@ -128,6 +130,7 @@ impl PipelineConfig {
     }
 }
 
+#[cfg(feature = "tokio")]
 impl StandardConfig {
     /// The preset with the file's settings; errors name the field under
     /// `standard`.
@@ -172,6 +175,7 @@ impl StandardConfig {
 }
 
 /// A pipeline from its stages; see [`PipelineConfig::build`].
+#[cfg(feature = "tokio")]
 fn build_stages(
     stages: &[StageConfig],
     dependency: &str,
@@ -216,10 +220,7 @@ fn build_stages(
                 if h.idempotent {
                     b = b.idempotent();
                 }
-                let policy = h
-                    .policy()
-                    .builder_in(dependency, env)
-                    .and_then(|p| p.build());
+                let policy = h.builder_in(dependency, env).and_then(|p| p.build());
                 b.hedge(policy.map_err(at)?)
             }
         };

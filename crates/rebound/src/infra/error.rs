@@ -53,6 +53,7 @@ impl ConfigError {
     /// The same error, placed at `path` (the field included) in the
     /// configuration: where a rule's field is written in a file.
     #[must_use]
+    #[cfg(all(feature = "serde", feature = "tokio"))]
     pub(crate) fn placed_at(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
         self
@@ -61,6 +62,7 @@ impl ConfigError {
     /// The same error, about the pipeline stage at position `index`
     /// (outermost first).
     #[must_use]
+    #[cfg(feature = "tokio")]
     pub(crate) fn at_stage(mut self, index: usize) -> Self {
         self.stage = Some(index);
         self
