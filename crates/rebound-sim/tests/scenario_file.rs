@@ -275,3 +275,33 @@ fn syntax_errors_and_unknown_fields() {
     assert!(e.message.contains("unknown field `retyr`"), "{e}");
     assert_eq!(e.line, Some(23), "{e}");
 }
+
+#[test]
+fn scope_sits_beside_the_policy() {
+    use rebound_sim::policy::Scope;
+    let s = parse_here(&scenario(
+        "scope = \"shared\"\npolicy.retry = { max_attempts = 2 }",
+        r#"
+[[variants]]
+name = "one policy object per client"
+scope = "client"
+policy = { file = "policies.toml", dependency = "inventory" }
+
+[[variants]]
+name = "the top-level scope"
+policy.hedge = { delay = "20ms" }
+"#,
+    ))
+    .unwrap();
+    assert_eq!(s.system.policy.scope, Scope::Shared);
+    assert_eq!(s.variants[0].policy.scope, Scope::Client);
+    assert_eq!(s.variants[1].policy.scope, Scope::Shared);
+    // `scope` is the simulator's, not the core's: inside the policy table
+    // it is an unknown field.
+    let e = parse_here(&scenario(
+        "policy = { retry = { max_attempts = 2 }, scope = \"shared\" }",
+        "",
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("unknown field `scope`"), "{e}");
+}
