@@ -11,6 +11,7 @@
 //! library, which drives the real `rebound` policies in virtual time.
 
 mod chaos;
+mod dlq;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,7 +69,10 @@ enum Command {
     /// answers, slow bodies, blackholes; on a timeline, with a control API.
     #[command(after_help = chaos::EXAMPLES)]
     Chaos(chaos::ChaosArgs),
-    // `demo`, `chaos` and `proxy` will join here.
+    /// Inspect and operate the dead-letter queue of a rebound-jobs queue:
+    /// list, show, redrive, purge, depth.
+    Dlq(dlq::DlqArgs),
+    // `demo`, `check` and `proxy` will join here.
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Chaos(args) => chaos::run(args),
+        Command::Dlq(args) => dlq::run(args),
     }
 }
 
