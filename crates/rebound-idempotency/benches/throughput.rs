@@ -115,7 +115,10 @@ fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             addr: serve(handler_app()).await,
         }];
         for (name, store) in stores().await {
-            let layer = IdempotencyLayer::builder_shared(store).build().unwrap();
+            let layer = IdempotencyLayer::builder_shared(store)
+                .single_tenant()
+                .build()
+                .unwrap();
             t.push(Target {
                 name,
                 addr: serve(handler_app().layer(layer)).await,
@@ -176,19 +179,14 @@ fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 /// the server.
 #[allow(unused_variables, unused_imports)]
 fn round_trips(rt: &tokio::runtime::Runtime) {
-    use rebound_idempotency::{
-        ClaimOutcome, ClaimRequest, Clock, Fingerprint, StoredResponse, SystemClock,
-    };
+    use rebound_idempotency::{ClaimOutcome, ClaimRequest, Fingerprint, Timestamp};
+    let now = || Timestamp::now(&rebound::Clock::system());
     const N: u64 = 200;
-    let resp = StoredResponse {
-        status: 201,
-        headers: vec![],
-        body: "ok".into(),
-    };
+    let resp = bytes::Bytes::from_static(b"ok");
     let claim = |key: String| ClaimRequest {
         key: Box::leak(key.into_boxed_str()),
         fingerprint: Fingerprint::of(&[b"a"]),
-        now: SystemClock.now(),
+        now: now(),
         lease: Duration::from_secs(30),
         ttl: Duration::from_secs(60),
     };
@@ -209,7 +207,7 @@ fn round_trips(rt: &tokio::runtime::Runtime) {
                 .unwrap();
             // Warm: load scripts.
             let ClaimOutcome::Claimed { fence } = store.claim(claim("warm".into())).await.unwrap() else { panic!() };
-            store.complete("warm", fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+            store.complete("warm", fence, resp.clone(), now(), Duration::from_secs(60)).await.unwrap();
             let (mut c_claim, mut c_complete, mut c_replay) = (0, 0, 0);
             let mut server = 0;
             for i in 0..N {
@@ -218,7 +216,7 @@ fn round_trips(rt: &tokio::runtime::Runtime) {
                 let a = store.round_trips();
                 let ClaimOutcome::Claimed { fence } = store.claim(claim(key.clone())).await.unwrap() else { panic!() };
                 let b = store.round_trips();
-                store.complete(&key, fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+                store.complete(&key, fence, resp.clone(), now(), Duration::from_secs(60)).await.unwrap();
                 let c = store.round_trips();
                 assert!(matches!(store.claim(claim(key.clone())).await.unwrap(), ClaimOutcome::Completed(_)));
                 let d = store.round_trips();
@@ -263,7 +261,7 @@ fn round_trips(rt: &tokio::runtime::Runtime) {
                 let a = store.round_trips();
                 let ClaimOutcome::Claimed { fence } = store.claim(claim(key.clone())).await.unwrap() else { panic!() };
                 let b = store.round_trips();
-                store.complete(&key, fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+                store.complete(&key, fence, resp.clone(), now(), Duration::from_secs(60)).await.unwrap();
                 let c = store.round_trips();
                 assert!(matches!(store.claim(claim(key.clone())).await.unwrap(), ClaimOutcome::Completed(_)));
                 let d = store.round_trips();

@@ -89,6 +89,7 @@ async fn stock(State(inv): State<Shared>) -> Json<HashMap<String, u32>> {
 fn app(store: Arc<dyn Store>, inv: Shared) -> Router {
     let idempotency = IdempotencyLayer::builder_shared(store)
         .name("inventory")
+        .single_tenant() // one caller: the order service
         .require_key(true)
         .build()
         .expect("valid idempotency config");

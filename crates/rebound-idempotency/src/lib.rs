@@ -20,7 +20,12 @@
 //!             (axum::http::StatusCode::CREATED, format!("reservation {n} for {body}"))
 //!         }),
 //!     )
-//!     .layer(IdempotencyLayer::builder(MemoryStore::new()).build().unwrap());
+//!     .layer(
+//!         IdempotencyLayer::builder(MemoryStore::new())
+//!             .single_tenant() // one trusted client; see `identity` for per-caller keys
+//!             .build()
+//!             .unwrap(),
+//!     );
 //!
 //! let request = || {
 //!     Request::post("/inventory/reservations")
@@ -77,27 +82,36 @@
 //! | [`PostgresStore`] | `postgres` | a fleet; `INSERT … ON CONFLICT`, fenced `UPDATE` |
 //!
 //! All of them pass the same conformance suite (`tests/conformance.rs`).
-//! Time comes from an injected [`Clock`]; [`ManualClock`] moves it by hand
+//! Time comes from an injected [`rebound::Clock`]; a manual one moves it by hand
 //! in tests.
 
-pub mod clock;
-pub mod config;
-pub mod event;
-pub mod key;
-pub mod layer;
+mod body;
+mod claim;
+mod config;
+mod detach;
+mod estimate;
+mod event;
+mod key;
+mod layer;
+pub mod once;
+mod policy;
 pub mod problem;
-pub mod record;
+mod record;
+mod response;
 pub mod store;
+mod time;
 
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use body::ResponseBody;
 pub use config::{
-    ConfigError, FailMode, IdempotencyLayerBuilder, StorePolicy, Unstorable, WaitMode,
-    DEFAULT_REPLAY_HEADERS,
+    IdempotencyLayerBuilder, DEFAULT_BODY_OMITTED_HEADER, DEFAULT_REPLAYED_HEADER,
+    DEFAULT_REPLAY_HEADERS, MAX_STORED_BODY,
 };
-pub use event::{Event, IdempotencyContext, Outcome};
-pub use key::{IdempotencyKey, KeyError, KeyParser, IDEMPOTENCY_KEY};
-pub use layer::{IdempotencyLayer, IdempotencyService, ResponseBody, IDEMPOTENT_REPLAYED};
-pub use record::{ClaimOutcome, ClaimRequest, DecodeError, Fingerprint, StoredResponse};
+pub use event::{Event, IdempotencyContext, RequestOutcome};
+pub use key::{IdempotencyKey, KeyError, KeyParser, DEFAULT_MAX_KEY_LEN, IDEMPOTENCY_KEY};
+pub use layer::{IdempotencyLayer, IdempotencyService};
+pub use policy::{FailMode, OnDisconnect, StorePolicy, Unstorable, WaitMode};
+pub use record::{ClaimOutcome, ClaimRequest, DecodeError, Fingerprint};
+pub use response::StoredResponse;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
@@ -106,3 +120,4 @@ pub use store::redb::RedbStore;
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
 pub use store::{spawn_sweeper, BoxError, Store, StoreError};
+pub use time::Timestamp;

@@ -24,9 +24,7 @@ mod redb {
 
     #[tokio::test]
     async fn records_survive_reopening_the_file() {
-        use rebound_idempotency::{
-            ClaimOutcome, ClaimRequest, Fingerprint, Store, StoredResponse, Timestamp,
-        };
+        use rebound_idempotency::{ClaimOutcome, ClaimRequest, Fingerprint, Store, Timestamp};
         use std::time::Duration;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idem.redb");
@@ -38,18 +36,14 @@ mod redb {
             lease: Duration::from_secs(5),
             ttl: Duration::from_secs(60),
         };
-        let stored = StoredResponse {
-            status: 200,
-            headers: vec![],
-            body: "kept".into(),
-        };
+        let stored = bytes::Bytes::from_static(b"kept");
         {
             let store = RedbStore::open(&path).unwrap();
             let ClaimOutcome::Claimed { fence } = store.claim(req).await.unwrap() else {
                 panic!("not claimed")
             };
             store
-                .complete("k", fence, &stored, t0, req.ttl)
+                .complete("k", fence, stored.clone(), t0, req.ttl)
                 .await
                 .unwrap();
         }
@@ -70,19 +64,13 @@ mod redis {
     /// call has loaded each script; Redis keeps a GC backstop TTL.
     #[tokio::test]
     async fn one_round_trip_per_claim_and_complete() {
-        use rebound_idempotency::{
-            ClaimOutcome, ClaimRequest, Clock, Fingerprint, Store, StoredResponse, SystemClock,
-        };
+        use rebound_idempotency::{ClaimOutcome, ClaimRequest, Fingerprint, Store, Timestamp};
         use std::time::Duration;
         let Some(store) = redis_store().await else {
             return;
         };
-        let resp = StoredResponse {
-            status: 200,
-            headers: vec![],
-            body: "x".into(),
-        };
-        let now = SystemClock.now();
+        let resp = bytes::Bytes::from_static(b"x");
+        let now = Timestamp::now(&rebound::Clock::system());
         let mk = |k: &'static str| ClaimRequest {
             key: k,
             fingerprint: Fingerprint::of(&[b"a"]),
@@ -95,7 +83,7 @@ mod redis {
             panic!()
         };
         store
-            .complete("warm", fence, &resp, now, Duration::from_secs(60))
+            .complete("warm", fence, resp.clone(), now, Duration::from_secs(60))
             .await
             .unwrap();
 
@@ -106,7 +94,7 @@ mod redis {
         assert_eq!(store.round_trips() - before, 1, "claim");
         let before = store.round_trips();
         store
-            .complete("k", fence, &resp, now, Duration::from_secs(60))
+            .complete("k", fence, resp.clone(), now, Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(store.round_trips() - before, 1, "complete");
@@ -154,20 +142,14 @@ mod postgres {
     /// idempotent.
     #[tokio::test]
     async fn one_round_trip_per_claim_and_complete() {
-        use rebound_idempotency::{
-            ClaimOutcome, ClaimRequest, Clock, Fingerprint, Store, StoredResponse, SystemClock,
-        };
+        use rebound_idempotency::{ClaimOutcome, ClaimRequest, Fingerprint, Store, Timestamp};
         use std::time::Duration;
         let Some(store) = postgres_store().await else {
             return;
         };
         store.migrate().await.unwrap();
-        let resp = StoredResponse {
-            status: 200,
-            headers: vec![],
-            body: "x".into(),
-        };
-        let now = SystemClock.now();
+        let resp = bytes::Bytes::from_static(b"x");
+        let now = Timestamp::now(&rebound::Clock::system());
         let mk = |k: &'static str| ClaimRequest {
             key: k,
             fingerprint: Fingerprint::of(&[b"a"]),
@@ -182,7 +164,7 @@ mod postgres {
         assert_eq!(store.round_trips() - before, 1, "claim");
         let before = store.round_trips();
         store
-            .complete("k", fence, &resp, now, Duration::from_secs(60))
+            .complete("k", fence, resp.clone(), now, Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(store.round_trips() - before, 1, "complete");

@@ -16,9 +16,11 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
-use crate::clock::{duration_millis, Timestamp};
-use crate::record::{ClaimOutcome, ClaimRequest, StoredResponse};
+use bytes::Bytes;
+
+use crate::record::{ClaimOutcome, ClaimRequest};
 use crate::store::{Store, StoreError};
+use crate::time::{duration_millis, Timestamp};
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "rebound:idem:";
@@ -247,9 +249,12 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
             Some(b"p") => Ok(ClaimOutcome::InProgress {
                 retry_after: Duration::from_millis(parse(reply.get(1))?),
             }),
-            Some(b"c") => Ok(ClaimOutcome::Completed(StoredResponse::decode(
-                reply.get(1).map(Vec::as_slice).unwrap_or_default(),
-            )?)),
+            Some(b"c") => Ok(ClaimOutcome::Completed(
+                reply
+                    .get(1)
+                    .map(|b| Bytes::copy_from_slice(b))
+                    .unwrap_or_default(),
+            )),
             Some(b"m") => Ok(ClaimOutcome::Mismatch),
             _ => Err(StoreError::Backend {
                 store: "redis",
@@ -281,13 +286,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
         &self,
         key: &str,
         fence: u64,
-        response: &StoredResponse,
+        result: Bytes,
         now: Timestamp,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let args = vec![
             num(fence),
-            response.encode(),
+            result.to_vec(),
             num(now.as_millis()),
             num(duration_millis(ttl)),
             num(duration_millis(self.gc_grace)),
