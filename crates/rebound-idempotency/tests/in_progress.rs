@@ -104,7 +104,7 @@ async fn wait_mode() {
     let b = dup.await.unwrap();
     assert_eq!(
         (b.status, b.body.as_str(), b.replayed()),
-        (201, "W run 1 finished late", true)
+        (201, "W run 1 previous 0 finished late", true)
     );
     assert_eq!(ev_rx.recv().await, Some(RequestOutcome::Replayed));
     assert_eq!(state.runs("w"), 1);

@@ -132,7 +132,7 @@ async fn client_hangs_up(store: Arc<dyn Store>) {
     let retry = post_key(&c, addr, "/hang", &key, "").await;
     assert_eq!(
         (retry.status, retry.body.as_str(), retry.replayed()),
-        (201, "D run 1 finished late", true)
+        (201, "D run 1 previous 0 finished late", true)
     );
     assert_eq!(retry.header("location"), Some("/orders/late"));
     assert_eq!(state.runs(&key), 1);
@@ -168,7 +168,7 @@ async fn client_hangs_up_with_cancel(store: Arc<dyn Store>) {
     let retry = retry.await.unwrap();
     assert_eq!(
         (retry.status, retry.body.as_str()),
-        (201, "C run 2 finished late")
+        (201, "C run 2 previous 1 finished late")
     );
     assert_eq!(state.runs(&key), 2);
 }

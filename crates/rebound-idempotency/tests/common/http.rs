@@ -114,14 +114,19 @@ async fn order(
 }
 
 /// Waits at the gate, then answers 201.
-pub async fn hang_handler(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn hang_handler(
+    State(s): State<AppState>,
+    ctx: Option<Extension<IdempotencyContext>>,
+    headers: HeaderMap,
+) -> Response {
     let (key, n) = s.started(&headers);
     s.gate.notified().await;
     s.finish(key);
+    let previous = ctx.map_or(99, |c| c.previous_attempts());
     (
         StatusCode::CREATED,
         [("location", "/orders/late")],
-        format!("{} run {n} finished late", s.tag),
+        format!("{} run {n} previous {previous} finished late", s.tag),
     )
         .into_response()
 }

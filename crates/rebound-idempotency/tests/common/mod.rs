@@ -2,6 +2,7 @@
 //! and the conformance suite every store runs.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod http;
 pub mod proxy;
 pub mod suite;
