@@ -48,7 +48,10 @@ async fn completion_survives_a_store_outage(store: Arc<dyn Store>, proxy: Proxy)
         (first.status, first.body.as_str(), first.replayed()),
         (201, "F run 1 previous 0 finished late", false)
     );
-    assert_eq!(outcomes.recv().await, Some(RequestOutcome::CompletionRetrying));
+    assert_eq!(
+        outcomes.recv().await,
+        Some(RequestOutcome::CompletionRetrying)
+    );
 
     // A duplicate while the store is down: refused, not run.
     let dup = post_key(&c, addr, "/hang", &key, "").await;
@@ -120,11 +123,12 @@ async fn postgres() {
         return;
     };
     let proxy = Proxy::start(common::proxy::host_port(&url)).await;
-    let store = rebound_idempotency::PostgresStore::connect(&common::proxy::via(&url, proxy.addr()))
-        .unwrap()
-        .with_table(direct.table())
-        .unwrap()
-        .with_op_timeout(Duration::from_secs(2));
+    let store =
+        rebound_idempotency::PostgresStore::connect(&common::proxy::via(&url, proxy.addr()))
+            .unwrap()
+            .with_table(direct.table())
+            .unwrap()
+            .with_op_timeout(Duration::from_secs(2));
     completion_survives_a_store_outage(Arc::new(store), proxy).await;
     common::drop_table(&direct).await;
 }
