@@ -27,8 +27,10 @@ pub struct AppState {
     pub delay: Duration,
     pub fail_next: Arc<AtomicBool>,
     pub panic_next: Arc<AtomicBool>,
-    /// `/hang` waits for this before answering.
+    /// `/hang` waits for this before answering (`notify_one` lets one
+    /// through; [`open_gate`](Self::open_gate) lets every one through).
     pub gate: Arc<Notify>,
+    pub gate_open: Arc<AtomicBool>,
     pub started: Option<mpsc::UnboundedSender<String>>,
     pub tag: &'static str,
 }
@@ -44,6 +46,12 @@ impl AppState {
             },
             rx,
         )
+    }
+
+    /// Let every `/hang` through, now and later.
+    pub fn open_gate(&self) {
+        self.gate_open.store(true, Ordering::SeqCst);
+        self.gate.notify_waiters();
     }
 
     pub fn runs(&self, key: &str) -> u32 {
@@ -120,7 +128,12 @@ pub async fn hang_handler(
     headers: HeaderMap,
 ) -> Response {
     let (key, n) = s.started(&headers);
-    s.gate.notified().await;
+    let notified = s.gate.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if !s.gate_open.load(Ordering::SeqCst) {
+        notified.await;
+    }
     s.finish(key);
     let previous = ctx.map_or(99, |c| c.previous_attempts());
     (
