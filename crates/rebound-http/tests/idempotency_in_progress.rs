@@ -99,5 +99,9 @@ async fn a_handler_slower_than_the_attempt_timeout_runs_once_and_the_client_gets
     assert!(report.attempts() >= 3, "{report:?}");
     assert_eq!(res.headers()["idempotent-replayed"], "true");
     assert_eq!(res.text().await.unwrap(), "order 1 for sku-42 x1");
-    assert_eq!(executions.load(Ordering::SeqCst), 1, "executed exactly once");
+    assert_eq!(
+        executions.load(Ordering::SeqCst),
+        1,
+        "executed exactly once"
+    );
 }
