@@ -8,17 +8,18 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, Method, StatusCode};
+use rebound::retry::{Attempt, AttemptIo, RetryEvent};
 use rebound::{
-    CircuitBreakerBuilder, ConfigError, Decision, Failure, Next as Step, Outcome, RetryBudget,
+    CircuitBreakerBuilder, ConfigError, Decision, Failure, Outcome, Report, RetryBudget,
     RetryPolicy, RetryPolicyBuilder, Stop,
 };
 use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
-use tracing::Instrument;
+use tracing::instrument::{Instrument, Instrumented};
 
 use crate::classify::{HttpClassifier, MethodRule};
 use crate::error::{Error, NotRetried, RetryReport};
@@ -31,6 +32,9 @@ pub const DEFAULT_ATTEMPT_HEADER: HeaderName = HeaderName::from_static("x-attemp
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 type Hook = Arc<dyn Fn(&RetryNotice<'_>) + Send + Sync>;
+
+/// What the rest of the middleware chain returns.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Retries, budgets and breakers for a reqwest client. Add it with
 /// [`reqwest_middleware::ClientBuilder::with`].
@@ -410,171 +414,64 @@ impl Inner {
             .map_err(reqwest_middleware::Error::middleware)?;
         let not_retried = self.prepare(&mut req);
         let policy = host.policy();
-        let clock = policy.clock();
         let mut state = policy.start();
         if not_retried.is_some() {
             state.forbid_retries();
         }
-        let mut original = Some(req);
-        let mut last: Option<Failure<reqwest_middleware::Error>> = None;
-        loop {
-            let attempt = match state.begin_attempt(policy) {
-                Ok(a) => a,
-                Err(stop) => {
-                    let stop = state.abort(policy, stop);
-                    let report = self.report(&host, &state, started, stop, not_retried);
-                    return Err(reqwest_middleware::Error::middleware(Error {
-                        report,
-                        last,
-                    }));
+        let mut io = HttpAttempts {
+            inner: self,
+            host: Arc::clone(&host),
+            original: Some(req),
+            next,
+            extensions: Lent::new(std::mem::take(ext)),
+            attempt_started: started,
+        };
+        let report = policy.drive(state, &mut io).await;
+        // Give the request's extensions back, as the last attempt left them.
+        *ext = io.extensions.take();
+        let mut retry_report = self.report(&host, &report, started, not_retried);
+        match report.into_last() {
+            Some(Ok(mut response)) => {
+                let status = response.status();
+                if retry_report.stop == Stop::Succeeded
+                    && (status.is_client_error() || status.is_server_error())
+                {
+                    // The core counts any accepted response as a healthy
+                    // dependency (budget, breaker); the caller is told the
+                    // request failed for good.
+                    retry_report.stop = Stop::Permanent;
                 }
-            };
-            let number = attempt.number();
-            // The last possible attempt sends the original; earlier ones a
-            // copy (cheap: the body is shared `Bytes`).
-            let request = if number >= policy.max_attempts() || state.retries_forbidden() {
-                original.take()
-            } else {
-                original.as_ref().and_then(Request::try_clone)
-            };
-            let Some(mut request) = request else {
-                // Unreachable: only the last attempt takes the original, and
-                // only requests with replayable bodies get more than one.
-                let report = self.report(&host, &state, started, Stop::Permanent, not_retried);
-                return Err(reqwest_middleware::Error::middleware(Error {
-                    report,
-                    last,
-                }));
-            };
-            if let Some(name) = &self.attempt_header {
-                request
-                    .headers_mut()
-                    .insert(name.clone(), attempt_number(number));
+                response.extensions_mut().insert(retry_report);
+                Ok(response)
             }
-            let span = tracing::info_span!(
-                "rebound_http.attempt",
-                dependency = host.authority(),
-                http.method = %request.method(),
-                attempt = number,
-                http.status = tracing::field::Empty,
-            );
-            let sent = next.clone().run(request, ext);
-            let result: Result<Response, Failure<reqwest_middleware::Error>> = async {
-                match attempt.timeout() {
-                    Some(limit) => match tokio::time::timeout(limit, sent).await {
-                        Ok(r) => r.map_err(Failure::Error),
-                        Err(_) => Err(Failure::Timeout(limit)),
-                    },
-                    None => sent.await.map_err(Failure::Error),
-                }
-            }
-            .instrument(span.clone())
-            .await;
-
-            let decision = match &result {
-                Ok(r) => {
-                    if !span.is_disabled() {
-                        span.record("http.status", r.status().as_u16());
-                    }
-                    if self.classifier.may_retry(r.status()) {
-                        self.classifier.classify_response(
-                            r.status(),
-                            r.headers(),
-                            SystemTime::now(),
-                        )
-                    } else {
-                        // The common case: no need to read the wall clock.
-                        Decision::DoNotRetry
-                    }
-                }
-                Err(Failure::Error(e)) => self.classifier.classify_error(e),
-                Err(Failure::Timeout(_)) => Decision::Retry,
-            };
-            let outcome = match &result {
-                Ok(r) => Outcome::Ok(r),
-                // reqwest's own timeout counts as a timeout too.
-                Err(Failure::Error(e)) if e.is_timeout() => {
-                    Outcome::Timeout(clock.now().saturating_duration_since(started))
-                }
-                Err(Failure::Error(e)) => Outcome::Err(e),
-                Err(Failure::Timeout(d)) => Outcome::Timeout(*d),
-            };
-            match state.on_outcome(policy, attempt, outcome, decision) {
-                Step::Retry { delay } => {
-                    if let Some(hook) = &self.on_retry {
-                        let url = original.as_ref().map(Request::url);
-                        let method = original.as_ref().map(Request::method);
-                        if let (Some(url), Some(method)) = (url, method) {
-                            hook(&RetryNotice {
-                                host: host.authority(),
-                                method,
-                                url,
-                                attempt: number,
-                                delay,
-                                server_delay: match decision {
-                                    Decision::RetryAfter(d) => Some(d),
-                                    _ => None,
-                                },
-                                status: result.as_ref().ok().map(Response::status),
-                                error: match &result {
-                                    Err(Failure::Error(e)) => Some(e),
-                                    _ => None,
-                                },
-                                timed_out: matches!(outcome, Outcome::Timeout(_)),
-                            });
-                        }
-                    }
-                    // Free the failed response (and its connection) before
-                    // waiting; keep an error for the report.
-                    last = result.err();
-                    clock.sleep(delay).await;
-                }
-                Step::Stop(stop) => {
-                    let mut report = self.report(&host, &state, started, stop, not_retried);
-                    return match result {
-                        Ok(mut response) => {
-                            let status = response.status();
-                            if report.stop == Stop::Succeeded
-                                && (status.is_client_error() || status.is_server_error())
-                            {
-                                // The core counts any accepted response as a
-                                // healthy dependency (budget, breaker); the
-                                // caller is told the request failed for good.
-                                report.stop = Stop::Permanent;
-                            }
-                            response.extensions_mut().insert(report);
-                            Ok(response)
-                        }
-                        Err(Failure::Error(e)) if stop == Stop::Permanent => Err(e),
-                        Err(failure) => Err(reqwest_middleware::Error::middleware(Error {
-                            report,
-                            last: Some(failure),
-                        })),
-                    };
-                }
-            }
+            Some(Err(Failure::Error(e))) if retry_report.stop == Stop::Permanent => Err(e),
+            last => Err(reqwest_middleware::Error::middleware(Error {
+                report: retry_report,
+                last: last.and_then(Result::err),
+            })),
         }
     }
 
-    fn report(
+    fn report<T, E>(
         &self,
         host: &Host,
-        state: &rebound::RetryState,
+        report: &Report<T, E>,
         started: Instant,
-        stop: Stop,
         not_retried: Option<NotRetried>,
     ) -> RetryReport {
+        let stop = report.stop();
         // "Not retried" matters only when a retry would otherwise have been
         // tried: a transient failure on the one attempt allowed (not a
         // success, a permanent failure, or a breaker refusing the first).
-        let not_retried = not_retried
-            .filter(|_| state.attempts() > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent));
+        let not_retried = not_retried.filter(|_| {
+            report.attempts() > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent)
+        });
         if let Some(why) = &not_retried {
             telemetry::not_retried(host.authority_arc(), why.as_str());
         }
         RetryReport {
             host: host.authority_arc().clone(),
-            attempts: state.attempts(),
+            attempts: report.attempts(),
             stop,
             elapsed: host
                 .policy()
@@ -585,6 +482,224 @@ impl Inner {
         }
     }
 }
+
+/// The middleware's side of the core's attempt loop: one request, the
+/// rest of the chain, and what each attempt needs.
+struct HttpAttempts<'a> {
+    inner: &'a Inner,
+    host: Arc<Host>,
+    /// The request as it came in: copied for each attempt but the last,
+    /// which sends it.
+    original: Option<Request>,
+    next: Next<'a>,
+    /// The request's extensions, lent to each attempt in turn.
+    extensions: Lent,
+    /// When the attempt in flight started, on the policy's clock: a
+    /// timeout of the client's own is reported as the time since then.
+    attempt_started: Instant,
+}
+
+impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
+    type Attempt = HttpAttempt<'a>;
+
+    fn start(&mut self, attempt: &Attempt) -> HttpAttempt<'a> {
+        let number = attempt.number();
+        // The last possible attempt sends the original; earlier ones a
+        // copy (cheap: the body is shared `Bytes`).
+        let request = if attempt.is_last() {
+            self.original.take()
+        } else {
+            self.original.as_ref().and_then(Request::try_clone)
+        };
+        let span = tracing::info_span!(
+            "rebound_http.attempt",
+            dependency = self.host.authority(),
+            http.method = request
+                .as_ref()
+                .map(|r| tracing::field::display(r.method())),
+            attempt = number,
+            http.status = tracing::field::Empty,
+        );
+        self.attempt_started = self.host.policy().clock().now();
+        let sent: BoxFuture<'a, reqwest_middleware::Result<Response>> = match request {
+            Some(mut request) => {
+                if let Some(name) = &self.inner.attempt_header {
+                    request
+                        .headers_mut()
+                        .insert(name.clone(), attempt_number(number));
+                }
+                let next = self.next.clone();
+                let mut lent = self.extensions.lend();
+                Box::pin(async move { next.run(request, lent.get()).await })
+            }
+            // Unreachable: only the last attempt takes the original, and
+            // only requests with replayable bodies get more than one.
+            None => Box::pin(std::future::ready(Err(
+                reqwest_middleware::Error::middleware(Unreplayable),
+            ))),
+        };
+        HttpAttempt {
+            sent: sent.instrument(span),
+        }
+    }
+
+    fn outcome<'r>(
+        &self,
+        result: &'r Result<Response, Failure<reqwest_middleware::Error>>,
+    ) -> Outcome<'r, Response, reqwest_middleware::Error> {
+        match result {
+            // reqwest's own timeout counts as a timeout too, of the attempt.
+            Err(Failure::Error(e)) if e.is_timeout() => Outcome::Timeout(
+                self.host
+                    .policy()
+                    .clock()
+                    .now()
+                    .saturating_duration_since(self.attempt_started),
+            ),
+            other => Outcome::of(other),
+        }
+    }
+
+    fn classify(&self, outcome: Outcome<'_, Response, reqwest_middleware::Error>) -> Decision {
+        let classifier = &self.inner.classifier;
+        match outcome {
+            Outcome::Ok(r) if classifier.may_retry(r.status()) => classifier.classify_response(
+                r.status(),
+                r.headers(),
+                self.host.policy().clock().wall(),
+            ),
+            // The common case: no need to read the wall clock.
+            Outcome::Ok(_) => Decision::DoNotRetry,
+            Outcome::Err(e) => classifier.classify_error(e),
+            Outcome::Timeout(_) => Decision::Retry,
+        }
+    }
+
+    fn on_retry(&mut self, event: &RetryEvent<'_, Response, reqwest_middleware::Error>) {
+        let (Some(hook), Some(original)) = (&self.inner.on_retry, &self.original) else {
+            return;
+        };
+        hook(&RetryNotice {
+            host: self.host.authority(),
+            method: original.method(),
+            url: original.url(),
+            attempt: event.attempt,
+            delay: event.delay,
+            server_delay: match event.decision {
+                Decision::RetryAfter(d) => Some(d),
+                _ => None,
+            },
+            status: match event.outcome {
+                Outcome::Ok(r) => Some(r.status()),
+                _ => None,
+            },
+            error: match event.outcome {
+                Outcome::Err(e) => Some(e),
+                _ => None,
+            },
+            timed_out: matches!(event.outcome, Outcome::Timeout(_)),
+        });
+    }
+
+    /// Frees a failed response (and its connection) before waiting; keeps
+    /// an error for the report.
+    fn keep(
+        &mut self,
+        result: Result<Response, Failure<reqwest_middleware::Error>>,
+    ) -> Option<Result<Response, Failure<reqwest_middleware::Error>>> {
+        result.err().map(Err)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One attempt in flight: the rest of the chain, in the attempt's span.
+    struct HttpAttempt<'s> {
+        #[pin]
+        sent: Instrumented<BoxFuture<'s, reqwest_middleware::Result<Response>>>,
+    }
+}
+
+impl std::future::Future for HttpAttempt<'_> {
+    type Output = Result<Response, Failure<reqwest_middleware::Error>>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut sent = self.project().sent;
+        let result = std::task::ready!(sent.as_mut().poll(cx));
+        if let Ok(r) = &result {
+            let span = sent.as_ref().get_ref().span();
+            if !span.is_disabled() {
+                span.record("http.status", r.status().as_u16());
+            }
+        }
+        std::task::Poll::Ready(result.map_err(Failure::Error))
+    }
+}
+
+/// A request's extensions, lent to one attempt at a time: an attempt's
+/// future holds them while it runs (the rest of the chain may read and
+/// change them) and gives them back when it ends or is dropped, so the
+/// next attempt, and the caller, see them as it left them.
+#[derive(Clone)]
+struct Lent(Arc<std::sync::Mutex<Extensions>>);
+
+impl Lent {
+    fn new(ext: Extensions) -> Self {
+        Lent(Arc::new(std::sync::Mutex::new(ext)))
+    }
+
+    /// The extensions, taken out for one attempt.
+    fn lend(&self) -> Loan {
+        let ext = std::mem::take(&mut *self.lock());
+        Loan {
+            home: self.clone(),
+            ext,
+        }
+    }
+
+    fn take(&self) -> Extensions {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Extensions> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One attempt's hold on the extensions: given back on drop.
+struct Loan {
+    home: Lent,
+    ext: Extensions,
+}
+
+impl Loan {
+    fn get(&mut self) -> &mut Extensions {
+        &mut self.ext
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        *self.home.lock() = std::mem::take(&mut self.ext);
+    }
+}
+
+/// A request whose body cannot be copied reached a second attempt: never
+/// happens (such requests get one attempt), reported if it did.
+#[derive(Debug)]
+struct Unreplayable;
+
+impl fmt::Display for Unreplayable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request could not be copied for another attempt")
+    }
+}
+
+impl std::error::Error for Unreplayable {}
 
 /// The attempt number as a header value; small ones without allocating.
 fn attempt_number(n: u32) -> HeaderValue {

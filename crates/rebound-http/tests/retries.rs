@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{client, counter, status, status_with, Action, Delays, TestServer};
+use common::{client, counter, status, status_with, until_timer, Action, Delays, TestServer};
 use http::StatusCode;
 use rebound::{Backoff, Clock, Jitter, RetryPolicy, Stop};
 use rebound_http::{NotRetried, RetryMiddleware, RetryReport};
@@ -473,8 +473,8 @@ async fn connection_refused_is_retried() {
 
 #[tokio::test]
 async fn a_stall_past_the_attempt_timeout_is_cut_off_counted_and_retried() {
-    // Real (tokio) time for the attempt timeout: the server stalls far
-    // longer than the timeout, so only the lower bound matters.
+    // The attempt timeout runs on the policy's (manual) clock: the server
+    // stalls, and the test moves the clock past the timeout.
     let server = TestServer::start(|i, _| {
         if i == 0 {
             Action::Stall(Duration::from_secs(30))
@@ -484,12 +484,18 @@ async fn a_stall_past_the_attempt_timeout_is_cut_off_counted_and_retried() {
     })
     .await;
     common::metrics();
-    let (clock, _) = Clock::manual();
+    let (clock, time) = Clock::manual();
     let mw = RetryMiddleware::builder()
         .policy(policy(&clock).attempt_timeout(Duration::from_millis(200)))
         .build()
         .unwrap();
-    let res = client(mw).get(server.url("/")).send().await.unwrap();
+    let call = tokio::spawn(client(mw).get(server.url("/")).send());
+    server.wait_for(1).await;
+    until_timer(&time).await;
+    time.advance(Duration::from_millis(199));
+    assert!(!call.is_finished(), "cut off before its timeout");
+    time.advance(Duration::from_millis(1));
+    let res = call.await.unwrap().unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(server.count(), 2);
     assert_eq!(
@@ -501,7 +507,7 @@ async fn a_stall_past_the_attempt_timeout_is_cut_off_counted_and_retried() {
 #[tokio::test]
 async fn stalls_until_exhausted_report_a_timeout() {
     let server = TestServer::start(|_, _| Action::Stall(Duration::from_secs(30))).await;
-    let (clock, _) = Clock::manual();
+    let (clock, time) = Clock::manual();
     let mw = RetryMiddleware::builder()
         .policy(
             policy(&clock)
@@ -510,7 +516,13 @@ async fn stalls_until_exhausted_report_a_timeout() {
         )
         .build()
         .unwrap();
-    let e = gave_up(client(mw).get(server.url("/")).send().await.unwrap_err());
+    let call = tokio::spawn(client(mw).get(server.url("/")).send());
+    for n in 1..=2 {
+        server.wait_for(n).await;
+        until_timer(&time).await;
+        time.advance(Duration::from_millis(100));
+    }
+    let e = gave_up(call.await.unwrap().unwrap_err());
     assert!(e.is_timeout());
     assert_eq!(e.attempts(), 2);
     assert!(e.to_string().contains("timed out"), "{e}");
@@ -605,12 +617,16 @@ async fn the_total_timeout_cuts_an_attempt_and_stops_with_a_deadline() {
     // total, and no retry starts after it.
     let server = TestServer::start(|_, _| Action::Stall(Duration::from_secs(30))).await;
     common::metrics();
-    let (clock, _) = Clock::manual();
+    let (clock, time) = Clock::manual();
     let mw = RetryMiddleware::builder()
         .policy(policy(&clock).total_timeout(Duration::from_millis(150)))
         .build()
         .unwrap();
-    let e = gave_up(client(mw).get(server.url("/")).send().await.unwrap_err());
+    let call = tokio::spawn(client(mw).get(server.url("/")).send());
+    server.wait_for(1).await;
+    until_timer(&time).await;
+    time.advance(Duration::from_millis(150));
+    let e = gave_up(call.await.unwrap().unwrap_err());
     assert_eq!(
         (e.stop(), e.attempts()),
         (
@@ -700,4 +716,82 @@ async fn every_attempt_has_its_own_span() {
     assert!(spans
         .iter()
         .all(|s| s.dependency == server.authority() && s.method == "GET"));
+}
+
+mod timeouts {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    /// The `after` of every "attempt timed out" event.
+    #[derive(Clone, Default)]
+    pub struct Recorder(pub Arc<Mutex<Vec<String>>>);
+
+    struct After(Option<String>, bool);
+
+    impl Visit for After {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            match field.name() {
+                "after" => self.0 = Some(format!("{value:?}")),
+                "message" => self.1 = format!("{value:?}") == "attempt timed out",
+                _ => {}
+            }
+        }
+    }
+
+    impl<S: Subscriber> Layer<S> for Recorder {
+        fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+            let mut after = After(None, false);
+            event.record(&mut after);
+            if let (Some(a), true) = after.into_parts() {
+                self.0.lock().unwrap().push(a);
+            }
+        }
+    }
+
+    impl After {
+        fn into_parts(self) -> (Option<String>, bool) {
+            (self.0, self.1)
+        }
+    }
+
+    pub fn install() -> (Recorder, tracing::subscriber::DefaultGuard) {
+        let r = Recorder::default();
+        let guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(r.clone()));
+        (r, guard)
+    }
+}
+
+/// A timeout of the client's own (reqwest's) is the time since its
+/// *attempt* began, as for every other driver, not since the call began:
+/// the second attempt here timed out after 50 ms, though the call had run
+/// 200 ms by then.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_client_timeout_is_measured_from_the_attempt() {
+    let (recorder, _guard) = timeouts::install();
+    let server = TestServer::start(|_, _| Action::Stall(Duration::from_secs(30))).await;
+    let mw = RetryMiddleware::builder()
+        .policy(
+            RetryPolicy::builder()
+                .max_attempts(2)
+                .clock(Clock::tokio())
+                .backoff(Backoff::constant(Duration::from_millis(100)).with_jitter(Jitter::None)),
+        )
+        .build()
+        .unwrap();
+    let c = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(50))
+            .build()
+            .unwrap(),
+    )
+    .with(mw)
+    .build();
+    let e = gave_up(c.get(server.url("/")).send().await.unwrap_err());
+    assert!(e.is_timeout());
+    assert_eq!(e.attempts(), 2);
+    assert_eq!(*recorder.0.lock().unwrap(), ["50ms", "50ms"]);
 }

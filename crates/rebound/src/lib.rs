@@ -78,31 +78,28 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-pub mod backoff;
-pub mod breaker;
-pub mod budget;
-pub mod bulkhead;
-pub mod classify;
-pub mod clock;
-#[cfg(feature = "tokio")]
-pub mod coalesce;
+// The tree shows the architecture: `policy` decides (sans-IO state
+// machines: no I/O, no sleeping, time from an injected clock), `driver`
+// acts (executors, runners and tower layers that wait and call, each a
+// loop of "ask the machine, do the I/O, tell the machine"), `infra` is the
+// plumbing both stand on (clock, randomness, sliding windows, telemetry,
+// errors). The public modules below are concepts, re-exported from there.
+mod driver;
+mod infra;
+mod policy;
+
 #[cfg(feature = "serde")]
 pub mod config;
-pub mod error;
-pub mod fallback;
-pub mod hedge;
-#[cfg(feature = "tokio")]
-pub mod pipeline;
-pub mod random;
-pub mod retry;
-mod sync;
-pub mod telemetry;
-pub mod throttle;
-#[cfg(feature = "tokio")]
-pub mod timeout;
+
+pub use infra::{clock, error, random, telemetry};
+pub use policy::{backoff, breaker, budget, bulkhead, classify, fallback, hedge, retry, throttle};
+
 #[cfg(feature = "tower")]
-pub mod tower;
-mod window;
+pub use driver::tower;
+#[cfg(feature = "tokio")]
+pub use driver::{coalesce, timeout};
+#[cfg(feature = "tokio")]
+pub use policy::pipeline;
 
 pub use backoff::{Backoff, BackoffState, Jitter, Schedule};
 pub use breaker::{BreakerOpen, CircuitBreaker, CircuitBreakerBuilder};
@@ -113,8 +110,8 @@ pub use clock::{Clock, ManualClock};
 pub use error::ConfigError;
 pub use random::RandomSource;
 pub use retry::{
-    Attempt, Failure, Next, NoHook, Report, Retry, RetryError, RetryEvent, RetryHook, RetryPolicy,
-    RetryPolicyBuilder, RetryState, Stop,
+    Attempt, Failure, Next, NoHook, Report, RetryError, RetryEvent, RetryExecutor, RetryHook,
+    RetryPolicy, RetryPolicyBuilder, RetryState, Stop,
 };
 #[cfg(feature = "tokio")]
 pub use timeout::{Elapsed, Timeout};

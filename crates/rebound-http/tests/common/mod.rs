@@ -74,6 +74,8 @@ type Script = Arc<dyn Fn(usize, &Seen) -> Action + Send + Sync>;
 pub struct TestServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// How many requests have arrived, for tests that wait for one.
+    arrivals: tokio::sync::watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -97,6 +99,8 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let script: Script = Arc::new(script);
+        let (arrived, arrivals) = tokio::sync::watch::channel(0usize);
+        let arrived = Arc::new(arrived);
         let task = tokio::spawn({
             let seen = seen.clone();
             async move {
@@ -110,11 +114,13 @@ impl TestServer {
                         rst: rst.clone(),
                     });
                     let (seen, script, app) = (seen.clone(), script.clone(), app.clone());
+                    let arrived = arrived.clone();
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                             let (seen, script, app, rst) =
                                 (seen.clone(), script.clone(), app.clone(), rst.clone());
-                            async move { handle(req, seen, script, app, rst).await }
+                            let arrived = arrived.clone();
+                            async move { handle(req, seen, arrived, script, app, rst).await }
                         });
                     tokio::spawn(async move {
                         let _ = hyper::server::conn::http1::Builder::new()
@@ -124,7 +130,12 @@ impl TestServer {
                 }
             }
         });
-        TestServer { addr, seen, task }
+        TestServer {
+            addr,
+            seen,
+            arrivals,
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -142,11 +153,18 @@ impl TestServer {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+
+    /// Waits until `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) {
+        let mut arrivals = self.arrivals.clone();
+        arrivals.wait_for(|c| *c >= n).await.unwrap();
+    }
 }
 
 async fn handle(
     req: Request<hyper::body::Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
     script: Script,
     app: Router,
     rst: Arc<AtomicBool>,
@@ -162,6 +180,7 @@ async fn handle(
     let index = {
         let mut v = seen.lock().unwrap();
         v.push(s.clone());
+        arrived.send_replace(v.len());
         v.len() - 1
     };
     let forward = |app: Router| async move {
@@ -310,4 +329,12 @@ pub fn counter(name: &str, host: &str, reason: Option<&str>) -> u64 {
         })
         .map(|(_, _, c)| *c)
         .sum()
+}
+
+/// Waits until a timer is armed on the manual clock `time` (the attempt in
+/// flight has been polled once), so advancing it reaches that timer.
+pub async fn until_timer(time: &rebound::ManualClock) {
+    while time.pending_timers() == 0 {
+        tokio::task::yield_now().await;
+    }
 }

@@ -19,7 +19,7 @@ pub const RUNNERS: [Runner; 2] = [Runner::Blocking, Runner::Async];
 impl Runner {
     pub fn run<T, E, C, H, F>(
         self,
-        retry: &rebound::retry::Retry<'_, C, H>,
+        retry: &rebound::retry::RetryExecutor<'_, C, H>,
         mut op: F,
     ) -> Report<T, E>
     where
