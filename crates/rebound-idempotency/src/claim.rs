@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rebound::{Backoff, Clock, ConfigError, Decision, Jitter, Next, Outcome, RetryPolicy};
 
 use crate::store::{Store, StoreError};
-use crate::time::{timer, Timestamp};
+use crate::time::Timestamp;
 
 /// Where claims live and how they are held: the part of a configuration the
 /// layer and [`Once`](crate::once::Once) share.
@@ -209,7 +209,7 @@ impl Held {
                         }
                     }
                 }
-                () = timer(&s.clock, next), if renewal.is_none() && renewing => {
+                () = s.clock.timer(next), if renewal.is_none() && renewing => {
                     next = s.clock.now() + every;
                     renewal = Some(self.renew());
                 }
@@ -279,7 +279,7 @@ impl Held {
             let retry_at = s.clock.now() + delay;
             loop {
                 let wake = renew_at.map_or(retry_at, |r| r.min(retry_at));
-                timer(&s.clock, wake).await;
+                s.clock.timer(wake).await;
                 let now = s.clock.now();
                 if let (Some(at), Some(every)) = (renew_at, s.renew_every) {
                     if now >= at {

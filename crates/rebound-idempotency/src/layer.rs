@@ -32,7 +32,6 @@ use crate::problem::{Problem, ProblemKind};
 use crate::record::{ClaimOutcome, ClaimRequest, Fingerprint};
 use crate::response::StoredResponse;
 use crate::store::{BoxError, Store, StoreError};
-use crate::time::timer;
 
 /// Adds Idempotency-Key handling to a service. Build with
 /// [`IdempotencyLayer::builder`].
@@ -367,7 +366,7 @@ where
                             waiting = true;
                             emit(&cfg, RequestOutcome::Waiting, &subject);
                         }
-                        timer(&claims.clock, until).await;
+                        claims.clock.timer(until).await;
                         continue;
                     }
                 }

@@ -7,7 +7,7 @@
 //! expire without sleeping, even against Redis or PostgreSQL.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rebound::Clock;
 
@@ -52,7 +52,7 @@ impl Timestamp {
     /// assert_eq!(Timestamp::now(&clock).as_millis() - t0.as_millis(), 5_000);
     /// ```
     pub fn now(clock: &Clock) -> Self {
-        Self::from_system_time(wall(clock))
+        Self::from_system_time(clock.wall())
     }
 
     /// Milliseconds since the Unix epoch.
@@ -98,36 +98,6 @@ pub(crate) fn duration_millis(d: Duration) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
-/// The wall-clock time on `clock`.
-///
-/// The system time when the process first read a clock here, plus how far
-/// `clock` moved since, so a manual clock's wall time moves with it.
-// TODO(clock): `clock.wall()` once the core's clock has it.
-pub(crate) fn wall(clock: &Clock) -> SystemTime {
-    use std::sync::OnceLock;
-    static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
-    let (at, wall) = *ANCHOR.get_or_init(|| (Clock::system().now(), SystemTime::now()));
-    let now = clock.now();
-    match now.checked_duration_since(at) {
-        Some(ahead) => wall + ahead,
-        None => wall - at.duration_since(now),
-    }
-}
-
-/// Completes once `clock` reaches `deadline`: a timer that races other work
-/// (a lease renewal, a poll, a backoff in the background). On a manual clock
-/// it fires only when something else moves the clock past the deadline.
-// TODO(clock): `clock.sleep_until(deadline)` once the core's clock has it.
-pub(crate) async fn timer(clock: &Clock, deadline: Instant) {
-    if clock.is_manual() {
-        while clock.now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    } else {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,16 +107,5 @@ mod tests {
         assert_eq!(duration_millis(Duration::from_micros(1)), 1);
         assert_eq!(duration_millis(Duration::from_millis(7)), 7);
         assert_eq!(duration_millis(Duration::MAX), u64::MAX);
-    }
-
-    #[tokio::test]
-    async fn a_manual_timer_fires_only_when_the_clock_passes_it() {
-        let (clock, manual) = Clock::manual();
-        let mut t = Box::pin(timer(&clock, clock.now() + Duration::from_secs(1)));
-        assert!(futures_util::poll!(&mut t).is_pending());
-        manual.advance(Duration::from_millis(999));
-        assert!(futures_util::poll!(&mut t).is_pending());
-        manual.advance(Duration::from_millis(1));
-        t.await;
     }
 }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use rebound::Clock;
 
 use crate::record::{ClaimOutcome, ClaimRequest, DecodeError};
-use crate::time::{timer, Timestamp};
+use crate::time::Timestamp;
 
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -190,7 +190,7 @@ pub fn spawn_sweeper(
                 Ok(n) => tracing::debug!(deleted = n, "idempotency sweep"),
                 Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
             }
-            timer(&clock, clock.now() + every).await;
+            clock.timer_after(every).await;
         }
     })
 }
