@@ -128,9 +128,22 @@ impl RedisStore<ConnectionManager> {
     /// Connect to `url` (e.g. `redis://127.0.0.1:6379`) with a reconnecting
     /// connection manager; connection and response timeouts are 2 s.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::InvalidConfig {
-            field: "url",
-            reason: format!("{url:?} is not a Redis URL: {e}"),
+        use redis::IntoConnectionInfo;
+        let info = url
+            .into_connection_info()
+            .map_err(|e| StoreError::InvalidConfig {
+                field: "url",
+                reason: format!("{url:?} is not a Redis URL: {e}"),
+            })?;
+        // Requests from concurrent callers share one pipelined connection:
+        // with Nagle's algorithm a request written while the previous one is
+        // unacknowledged waits for that acknowledgement, a round trip.
+        let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(|e| {
+            StoreError::InvalidConfig {
+                field: "url",
+                reason: format!("{url:?}: {e}"),
+            }
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
