@@ -27,6 +27,10 @@ const CONCURRENCY: usize = 16;
 
 static KEYS: AtomicU64 = AtomicU64::new(0);
 
+/// The redb store, to report its commits (each one fsync).
+#[cfg(feature = "redb")]
+static REDB: std::sync::OnceLock<Arc<rebound_idempotency::RedbStore>> = std::sync::OnceLock::new();
+
 fn handler_app() -> Router {
     Router::new().route(
         "/orders",
@@ -72,10 +76,9 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
     {
         let path = std::env::temp_dir().join(format!("rebound-bench-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        out.push((
-            "redb",
-            Arc::new(rebound_idempotency::RedbStore::open(&path).unwrap()),
-        ));
+        let store = Arc::new(rebound_idempotency::RedbStore::open(&path).unwrap());
+        let _ = REDB.set(store.clone());
+        out.push(("redb", store));
     }
     #[cfg(feature = "redis")]
     match std::env::var("REBOUND_REDIS_URL") {
@@ -306,6 +309,8 @@ fn latency(rt: &tokio::runtime::Runtime, targets: &[Target]) {
             let key = move |w: usize, i: usize| {
                 (!is_bare).then(|| format!("l{}", base + (w * LATENCY_REQUESTS + i) as u64))
             };
+            #[cfg(feature = "redb")]
+            let commits_before = REDB.get().map(|r| r.commits());
             let mut took = rt.block_on(async {
                 // Warm up (connections, scripts, statements); for replays,
                 // complete every key first.
@@ -327,6 +332,14 @@ fn latency(rt: &tokio::runtime::Runtime, targets: &[Target]) {
                     timed(&client, &url, LATENCY_REQUESTS, key).await
                 }
             });
+            #[cfg(feature = "redb")]
+            if let (true, Some(before), Some(redb)) = (t.name == "redb", commits_before, REDB.get())
+            {
+                println!(
+                    "  (redb: {} commits for this row and its warm-up)",
+                    redb.commits() - before
+                );
+            }
             took.sort();
             let (p50, p99) = (percentile(&took, 0.50), percentile(&took, 0.99));
             if is_bare {
@@ -487,6 +500,10 @@ fn main() {
         throughput(&mut c, &rt, &targets);
     }
     latency(&rt, &targets);
+    #[cfg(feature = "redb")]
+    if let Some(redb) = REDB.get() {
+        println!("\nredb: {} commits (one fsync each) for every claim, completion and renewal of this run", redb.commits());
+    }
     round_trips(&rt);
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("REBOUND_POSTGRES_URL") {
