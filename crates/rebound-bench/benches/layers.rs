@@ -257,7 +257,7 @@ fn layers(c: &mut Criterion) {
             .layer(inner())
     );
 
-    // retry with a retry budget (seed 002: "every retry needs a budget")
+    // retry with a retry budget (every retry needs a budget)
     let budgeted = rebound::RetryPolicy::builder()
         .max_attempts(3)
         .budget(rebound::RetryBudget::ratio(0.2).build().unwrap())

@@ -14,7 +14,7 @@
 //! | body, decode, redirect and builder errors, errors from other middleware | do not retry |
 //!
 //! And [`MethodRule`]s say whether a request may be sent more than once at
-//! all (seed 001: "Never retry an operation unless it is idempotent"):
+//! all (never retry an operation unless it is idempotent):
 //!
 //! | method | default |
 //! |---|---|

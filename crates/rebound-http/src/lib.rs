@@ -2,7 +2,7 @@
 //!
 //! Retries for [reqwest] that do not make outages worse: a
 //! [`reqwest_middleware`] middleware driven by rebound's retry policy, with
-//! the seeds' HTTP rules built in.
+//! the HTTP rules for transient and permanent failures built in.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,7 +61,7 @@
 //!
 //! ## What it does
 //!
-//! 1. **Transient vs permanent** ([`HttpClassifier`], seed 001): connection
+//! 1. **Transient vs permanent** ([`HttpClassifier`]): connection
 //!    errors, resets, timeouts and 408, 429, 500, 502, 503, 504 are retried;
 //!    400, 401, 403, 404, 409 (unless it carries `Retry-After`), 422 and
 //!    every other status are not. Overridable per status and per method.
@@ -92,7 +92,7 @@
 //!    `dependency_timeout_total` counts them.
 //! 7. **Streaming bodies** are sent once and never retried; the
 //!    [`Error`] (or the [`RetryReport`]) says why.
-//! 8. **Observable** ([`telemetry`]): the seeds' metric names labelled
+//! 8. **Observable** ([`telemetry`]): the standard metric names labelled
 //!    `dependency` = host, and a `tracing` span per attempt.
 //!
 //! ## Errors and reports

@@ -3,7 +3,7 @@
 //! Every series goes through the [`metrics`] facade (install the exporter you
 //! already use) with the label `dependency` = the host's authority (`host`
 //! or `host:port`). The retry counters are the core's, emitted by the very
-//! state machine that decides (names from seed 002, verbatim):
+//! state machine that decides:
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|

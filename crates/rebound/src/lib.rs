@@ -53,7 +53,7 @@
 //! | `Timeout` | a standalone async timeout, counted in `dependency_timeout_total` |
 //! | [`RetryState`] | the sans-IO state machine every executor drives |
 //! | [`Clock`], [`ManualClock`], [`RandomSource`] | injected time and randomness, for deterministic tests |
-//! | [`telemetry`] | metric names (the seeds' names, verbatim) |
+//! | [`telemetry`] | metric names: `retry_attempts_total`, `retry_exhausted_total`, `dependency_timeout_total`, `circuit_breaker_open_total`, `fallback_used_total`, … |
 //! | [`hedge`] | hedged requests: a second attempt after a fixed or percentile delay, the first *acceptable* answer wins (a classifier turns away a fast 503), budgeted, idempotent operations only |
 //! | [`fallback`] | a degraded answer on failure, open breaker, exhausted budget or full bulkhead; a stale-on-error cache with a maximum age, for closures and as a tower layer |
 //! | `coalesce` | request coalescing: concurrent identical calls share one execution (thundering herd) |

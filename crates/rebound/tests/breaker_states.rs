@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rebound::breaker::{BreakGrowth, CallOutcome, Cause, State};
+use rebound::breaker::{BreakGrowth, CallOutcome, State, TransitionCause};
 use rebound::{CircuitBreaker, CircuitBreakerBuilder, Clock, ManualClock, RandomSource};
 
 fn secs(s: u64) -> Duration {
@@ -356,8 +356,8 @@ fn callbacks_see_every_transition_in_order() {
     ok(&cb);
     cb.isolate();
     cb.reset();
-    use Cause::*;
     use State::*;
+    use TransitionCause::*;
     assert_eq!(
         *seen.lock().unwrap(),
         [

@@ -259,7 +259,7 @@ min_calls = 5
 failure_ratio = 1.5
 ";
     let e = Policies::from_toml_str(src).unwrap_err();
-    assert_eq!(e.path(), "dependencies.a.failure_ratio");
+    assert_eq!(e.path(), "dependencies.a.breaker.failure_ratio");
     assert_eq!(e.line(), Some(6), "{e}");
     // A field in a sub-table with its own header, after an inline table.
     let src =
@@ -284,7 +284,7 @@ failure_ratio = 1.5
   }
 }"#;
     let e = Policies::from_json_str(src).unwrap_err();
-    assert_eq!(e.path(), "dependencies.retry.failure_ratio", "{e}");
+    assert_eq!(e.path(), "dependencies.retry.breaker.failure_ratio", "{e}");
     assert_eq!(e.line(), Some(10), "{e}");
 }
 
@@ -292,7 +292,7 @@ failure_ratio = 1.5
 fn a_bad_value_names_the_field_and_line() {
     let src = "[dependencies.a.breaker]\nmin_calls = 5\nfailure_ratio = 1.5\n";
     let e = Policies::from_toml_str(src).unwrap_err();
-    assert_eq!(e.path(), "dependencies.a.failure_ratio");
+    assert_eq!(e.path(), "dependencies.a.breaker.failure_ratio");
     assert_eq!(e.line(), Some(3), "{e}");
     assert!(e.message().contains("ratio in [0, 1]"), "{e}");
 
@@ -312,6 +312,46 @@ stages = [
 "#;
     let e = Policies::from_toml_str(src).unwrap_err();
     assert!(e.message().contains("total_timeout"), "{e}");
+    // A rule about the combination points at the stages, where they are
+    // written: a path and a line that are in the file.
+    assert_eq!(e.path(), "dependencies.a.pipeline.stages", "{e}");
+    assert_eq!(e.line(), Some(3), "{e}");
+    // A rule about one stage points at that stage's field.
+    let src = r#"
+[dependencies.a.pipeline]
+stages = [
+  { type = "timeout", timeout = "2s" },
+  { type = "retry", max_attempts = 2 },
+  { type = "hedge", idempotent = true, delay = "600ms" },
+  { type = "timeout", timeout = "500ms" },
+]
+"#;
+    let e = Policies::from_toml_str(src).unwrap_err();
+    assert_eq!(e.path(), "dependencies.a.pipeline.stages[2].delay", "{e}");
+    assert_eq!(e.line(), Some(6), "{e}");
+    // A stage's own policy names its field under the stage.
+    let e =
+        Policies::from_toml_str(&src.replace("max_attempts = 2", "max_attempts = 0")).unwrap_err();
+    assert_eq!(
+        e.path(),
+        "dependencies.a.pipeline.stages[1].max_attempts",
+        "{e}"
+    );
+    assert_eq!(e.line(), Some(5), "{e}");
+    // The standard preset's fields, under `standard`.
+    let src = "[dependencies.a.pipeline.standard]\ntotal_timeout = \"2s\"\nattempt_timeout = \"1ms\"\nmax_attempts = 4294967295\n";
+    let e = Policies::from_toml_str(src).unwrap_err();
+    assert_eq!(
+        e.path(),
+        "dependencies.a.pipeline.standard.total_timeout",
+        "{e}"
+    );
+    assert_eq!(e.line(), Some(2), "{e}");
+    // A retry's backoff, under the retry.
+    let src = "[dependencies.a.retry]\nmax_attempts = 2\nbackoff = { kind = \"linear\", base = \"10ms\" }\n";
+    let e = Policies::from_toml_str(src).unwrap_err();
+    assert_eq!(e.path(), "dependencies.a.retry.backoff.step", "{e}");
+    assert_eq!(e.line(), Some(3), "{e}");
 
     let src = "[dependencies.a.hedge]\ndelay = \"10ms\"\npercentile = 0.9\n";
     let e = Policies::from_toml_str(src).unwrap_err();

@@ -833,7 +833,7 @@ mod hedge_stage {
     #[cfg(feature = "serde")]
     #[test]
     fn the_hedge_stage_in_a_file() {
-        use rebound::config::{HedgeStageConfig, PipelineConfig, Policies, StageConfig};
+        use rebound::config::{HedgeConfig, PipelineConfig, Policies, StageConfig};
 
         let file = r#"
 [dependencies.catalog.pipeline]
@@ -859,7 +859,7 @@ stages = [
         };
         assert!(matches!(
             &stages[1],
-            StageConfig::Hedge(HedgeStageConfig {
+            StageConfig::Hedge(HedgeConfig {
                 idempotent: true,
                 ..
             })
@@ -867,12 +867,29 @@ stages = [
 
         // Errors name the field.
         let e = Policies::from_toml_str(&file.replace("idempotent = true, ", "")).unwrap_err();
-        assert_eq!(e.path(), "dependencies.catalog.idempotent", "{e}");
+        // (the key is missing: the path says where it belongs, the line
+        // is the stage's)
+        assert_eq!(
+            e.path(),
+            "dependencies.catalog.pipeline.stages[1].idempotent",
+            "{e}"
+        );
+        assert_eq!(e.line(), Some(5), "{e}");
         let e = Policies::from_toml_str(&file.replace("\"40ms\"", "\"1s\"")).unwrap_err();
-        assert_eq!(e.path(), "dependencies.catalog.hedge_delay", "{e}");
+        assert_eq!(
+            e.path(),
+            "dependencies.catalog.pipeline.stages[1].initial_delay",
+            "{e}"
+        );
+        assert!(e.message().contains("hedge_delay"), "{e}");
         let e = Policies::from_toml_str(&file.replace("percentile = 0.9", "percentile = 1.5"))
             .unwrap_err();
         assert!(e.message().contains("percentile"), "{e}");
+        assert_eq!(
+            e.path(),
+            "dependencies.catalog.pipeline.stages[1].percentile",
+            "{e}"
+        );
         let e = Policies::from_toml_str(&file.replace("idempotent = true", "idempotent = \"yes\""))
             .unwrap_err();
         assert!(e.path().contains("stages"), "{e}");

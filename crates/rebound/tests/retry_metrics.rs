@@ -1,4 +1,4 @@
-//! The executors emit the seeds' metric names with a `dependency` label.
+//! The executors emit the standard metric names with a `dependency` label.
 
 use std::future::Future;
 use std::time::Duration;

@@ -88,7 +88,7 @@ impl Policies {
                 line: inner
                     .span()
                     .map(|s| line_of(src, s.start))
-                    .or_else(|| locate(src, &path)),
+                    .or_else(|| toml_line(src, &segments(&path))),
                 path,
                 message: inner.message().to_string(),
             }
@@ -128,112 +128,127 @@ impl Policies {
     }
 
     /// Builds every policy of every dependency, so a bad value is found at
-    /// start-up; the error names the dependency and the field.
-    pub fn validate(&self) -> Result<(), (String, ConfigError)> {
-        for (name, dep) in &self.dependencies {
-            dep.validate(name).map_err(|e| (name.clone(), e))?;
+    /// start-up; the error's [`path`](ConfigFileError::path) is where the
+    /// field is written, e.g. `dependencies.inventory.retry.max_attempts`
+    /// (its line is known only for a file parsed from text).
+    pub fn validate(&self) -> Result<(), ConfigFileError> {
+        self.first_invalid()
+            .map_or(Ok(()), |(dep, e)| Err(Self::invalid(&dep, &e, None)))
+    }
+
+    /// The first dependency whose policies do not build, and why.
+    fn first_invalid(&self) -> Option<(String, ConfigError)> {
+        self.dependencies
+            .iter()
+            .find_map(|(name, dep)| dep.validate(name).err().map(|e| (name.clone(), e)))
+    }
+
+    fn invalid(dep: &str, e: &ConfigError, line: Option<usize>) -> ConfigFileError {
+        ConfigFileError {
+            path: format!("dependencies.{dep}.{}", e.path()),
+            line,
+            message: e.to_string(),
         }
-        Ok(())
     }
 
     fn checked(self, src: &str, syntax: Syntax) -> Result<Self, ConfigFileError> {
-        if let Err((dep, e)) = self.validate() {
-            let path = format!("dependencies.{dep}");
+        if let Some((dep, e)) = self.first_invalid() {
+            let mut path = vec![Seg::Key("dependencies"), Seg::Key(&dep)];
+            let rest = e.path();
+            path.extend(segments(&rest));
             let line = match syntax {
-                // TOML: the parsed document's spans — the field where it is
-                // written under the dependency, else the dependency itself.
-                Syntax::Toml => toml_line(src, &dep, e.field()),
-                // JSON: the parsed document's raw values, the same way.
-                Syntax::Json => json_line(src, &dep, e.field()),
+                Syntax::Toml => toml_line(src, &path),
+                Syntax::Json => json_line(src, &path),
             };
-            return Err(ConfigFileError {
-                path: format!("{path}.{}", e.field()),
-                line,
-                message: e.to_string(),
-            });
+            return Err(Self::invalid(&dep, &e, line));
         }
         Ok(self)
     }
 }
 
-/// The line of `field` as written under `dependencies.<dep>` of a TOML
-/// document (the first in the file when several tables of the dependency
-/// hold one), else of the dependency's own key; from the parser's spans,
-/// not a text search.
-fn toml_line(src: &str, dep: &str, field: &str) -> Option<usize> {
-    use toml::de::{DeTable, DeValue};
-    use toml::Spanned;
-
-    fn key<'a, 'i>(
-        t: &'a DeTable<'i>,
-        k: &str,
-    ) -> Option<(
-        &'a Spanned<toml::de::DeString<'i>>,
-        &'a Spanned<DeValue<'i>>,
-    )> {
-        t.iter().find(|(name, _)| name.get_ref() == k)
-    }
-    /// The earliest key named `k` anywhere below `v`: its span's start.
-    fn earliest(v: &DeValue<'_>, k: &str) -> Option<usize> {
-        match v {
-            DeValue::Table(t) => t
-                .iter()
-                .filter_map(|(name, value)| {
-                    let here = (name.get_ref() == k).then(|| name.span().start);
-                    here.into_iter().chain(earliest(value.get_ref(), k)).min()
-                })
-                .min(),
-            DeValue::Array(a) => a.iter().filter_map(|v| earliest(v.get_ref(), k)).min(),
-            _ => None,
-        }
-    }
-
-    let doc = DeTable::parse(src).ok()?;
-    let DeValue::Table(deps) = key(doc.get_ref(), "dependencies")?.1.get_ref() else {
-        return None;
-    };
-    let (name, policies) = key(deps, dep)?;
-    let at = earliest(policies.get_ref(), field).unwrap_or(name.span().start);
-    Some(line_of(src, at))
+/// One step of a path into a document: a key, or an index in an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
-/// The line of `field` as written under `dependencies.<dep>` of a JSON
-/// document (the first in the file when several objects of the dependency
-/// hold one), else of the dependency's value; from the parsed document's
-/// raw values (each a slice of `src`), not a text search.
-fn json_line(src: &str, dep: &str, field: &str) -> Option<usize> {
-    use serde_json::value::RawValue;
-    type Object<'a> = BTreeMap<String, &'a RawValue>;
-
-    /// Where `raw` starts in `src` (a slice of it).
-    fn start(raw: &RawValue) -> usize {
-        raw.get().as_ptr() as usize
-    }
-    /// The earliest value of a key named `k` anywhere below `raw`.
-    fn earliest<'a>(raw: &'a RawValue, k: &str) -> Option<&'a RawValue> {
-        let text = raw.get();
-        if text.starts_with('{') {
-            let object: Object<'a> = serde_json::from_str(text).ok()?;
-            object
-                .into_iter()
-                .flat_map(|(name, v)| (name == k).then_some(v).into_iter().chain(earliest(v, k)))
-                .min_by_key(|v| start(v))
-        } else if text.starts_with('[') {
-            let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
-            items
-                .into_iter()
-                .filter_map(|v| earliest(v, k))
-                .min_by_key(|v| start(v))
-        } else {
-            None
+/// The steps of a dotted path such as `pipeline.stages[2].delay` (as
+/// serde_path_to_error writes them).
+fn segments(path: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            out.push(Seg::Key(key));
+        }
+        while let Some(close) = rest.find(']') {
+            if let Ok(i) = rest[1..close].parse() {
+                out.push(Seg::Index(i));
+            }
+            rest = &rest[close + 1..];
         }
     }
+    out
+}
 
-    let top: Object<'_> = serde_json::from_str(src).ok()?;
-    let deps: Object<'_> = serde_json::from_str(top.get("dependencies")?.get()).ok()?;
-    let policies = *deps.get(dep)?;
-    let at = earliest(policies, field).unwrap_or(policies);
-    Some(line_of(src, start(at) - src.as_ptr() as usize))
+/// The line where `path` is written in a TOML document, or where the
+/// deepest part of it that is written is (a field left at its default is
+/// not); from the parser's spans, not a text search.
+fn toml_line(src: &str, path: &[Seg<'_>]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+
+    let doc = DeTable::parse(src).ok()?;
+    // `None`: the document's own table.
+    let mut value: Option<&DeValue<'_>> = None;
+    let mut at = None;
+    for seg in path {
+        let table: Option<&DeTable<'_>> = match value {
+            None => Some(doc.get_ref()),
+            Some(DeValue::Table(t)) => Some(t),
+            Some(_) => None,
+        };
+        let next = match (seg, value) {
+            (Seg::Key(k), _) => table.and_then(|t| {
+                t.iter()
+                    .find(|(name, _)| name.get_ref() == k)
+                    .map(|(name, v)| (name.span().start, v))
+            }),
+            (Seg::Index(i), Some(DeValue::Array(a))) => a.get(*i).map(|v| (v.span().start, v)),
+            _ => None,
+        };
+        let Some((start, v)) = next else { break };
+        at = Some(start);
+        value = Some(v.get_ref());
+    }
+    at.map(|a| line_of(src, a))
+}
+
+/// The line where `path` is written in a JSON document, or where the
+/// deepest part of it that is written is; from the parsed document's raw
+/// values (each a slice of `src`), not a text search.
+fn json_line(src: &str, path: &[Seg<'_>]) -> Option<usize> {
+    use serde_json::value::RawValue;
+
+    let mut raw: &RawValue = serde_json::from_str(src).ok()?;
+    let mut at = None;
+    for seg in path {
+        let next: Option<&RawValue> = match seg {
+            Seg::Key(k) => serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
+                .ok()
+                .and_then(|o| o.get(*k).copied()),
+            Seg::Index(i) => serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                .ok()
+                .and_then(|a| a.get(*i).copied()),
+        };
+        let Some(v) = next else { break };
+        at = Some(v.get().as_ptr() as usize - src.as_ptr() as usize);
+        raw = v;
+    }
+    at.map(|a| line_of(src, a))
 }
 
 #[derive(Clone, Copy)]
@@ -248,44 +263,4 @@ fn strip_position(msg: &str) -> String {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
     }
-}
-
-/// Finds the line where the dotted `path` is written in a TOML document
-/// that the parser gave no span for: each segment in turn, as a key
-/// (`seg =`) or inside a table header (`[a.seg]`), each searched after the
-/// previous one; `None` when not found.
-fn locate(src: &str, path: &str) -> Option<usize> {
-    let mut from = 0;
-    let mut found = None;
-    for seg in path.split('.').filter(|s| !s.is_empty()) {
-        let seg = seg.trim_matches(|c| c == '[' || c == ']');
-        if seg.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let hit = find_toml_key(&src[from..], seg)?;
-        from += hit;
-        found = Some(line_of(src, from));
-        from += seg.len();
-    }
-    found
-}
-
-fn find_toml_key(s: &str, key: &str) -> Option<usize> {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    while let Some(i) = s[start..].find(key) {
-        let at = start + i;
-        let before = if at == 0 { b'\n' } else { bytes[at - 1] };
-        let after = bytes.get(at + key.len()).copied().unwrap_or(b'\n');
-        let boundary_before = matches!(
-            before,
-            b'\n' | b' ' | b'\t' | b'.' | b'[' | b'{' | b',' | b'"'
-        );
-        let boundary_after = matches!(after, b' ' | b'\t' | b'=' | b'.' | b']' | b'"');
-        if boundary_before && boundary_after {
-            return Some(at);
-        }
-        start = at + key.len();
-    }
-    None
 }

@@ -16,7 +16,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::classify::{Classifier, Decision, Outcome};
-use crate::retry::{Attempt, Failure, Next, Report, RetryError, RetryPolicy, RetryState, Stop};
+#[cfg(feature = "tokio")]
+use crate::retry::Attempt;
+use crate::retry::{Failure, Next, Report, RetryError, RetryPolicy, RetryState, Stop};
 
 /// What a [`RetryHook`] is told before each retry.
 #[derive(Debug)]

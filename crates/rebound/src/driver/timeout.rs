@@ -1,7 +1,7 @@
 //! A standalone timeout: give up on a call that takes too long.
 //!
 //! A call without a timeout can wait forever, holding a thread, a socket and
-//! a bulkhead slot while it does (seed 001: "set a deadline"). [`Timeout`]
+//! a bulkhead slot while it does: every call needs a deadline. [`Timeout`]
 //! wraps any future; when the time runs out the future is dropped (so the
 //! call is cancelled), the caller gets [`Elapsed`], and
 //! `dependency_timeout_total` is incremented.

@@ -21,6 +21,11 @@ pub struct ConfigError {
     component: &'static str,
     field: &'static str,
     message: String,
+    /// Where the field sits in a configuration: a dotted path, the field
+    /// included, once it was placed [`within`](Self::within) one.
+    path: Option<String>,
+    /// The pipeline stage at fault, for a rule about a pipeline's stages.
+    stage: Option<usize>,
 }
 
 impl ConfigError {
@@ -31,6 +36,58 @@ impl ConfigError {
             component,
             field,
             message: message.into(),
+            path: None,
+            stage: None,
+        }
+    }
+
+    /// The same error, for a field found under `part` of a configuration
+    /// (e.g. `retry`, then `dependencies.inventory`): see
+    /// [`path`](Self::path).
+    #[must_use]
+    pub fn within(mut self, part: impl fmt::Display) -> Self {
+        self.path = Some(format!("{part}.{}", self.path()));
+        self
+    }
+
+    /// The same error, placed at `path` (the field included) in the
+    /// configuration: where a rule's field is written in a file.
+    #[must_use]
+    #[cfg(all(feature = "serde", feature = "tokio"))]
+    pub(crate) fn placed_at(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// The same error, about the pipeline stage at position `index`
+    /// (outermost first).
+    #[must_use]
+    #[cfg(feature = "tokio")]
+    pub(crate) fn at_stage(mut self, index: usize) -> Self {
+        self.stage = Some(index);
+        self
+    }
+
+    /// The position of the pipeline stage a pipeline rule found at fault,
+    /// when the rule is about one stage (outermost first).
+    pub fn stage(&self) -> Option<usize> {
+        self.stage
+    }
+
+    /// The field's dotted path in the configuration it came from, e.g.
+    /// `retry.backoff.base`: the parts it was found [`within`](Self::within)
+    /// and the field. Just the field for an error from a builder.
+    ///
+    /// ```
+    /// use rebound::ConfigError;
+    /// let e = ConfigError::new("backoff", "base", "must be greater than zero").within("backoff").within("retry");
+    /// assert_eq!(e.path(), "retry.backoff.base");
+    /// assert_eq!(e.field(), "base");
+    /// ```
+    pub fn path(&self) -> String {
+        match &self.path {
+            Some(p) => p.clone(),
+            None => self.field.to_string(),
         }
     }
 

@@ -17,9 +17,11 @@
 //! | `bulkhead_rejected_total` | counter | calls a full bulkhead refused; label `reason` = `full`, `queue_full`, `max_wait` |
 //! | `throttle_rejected_total` | counter | requests an adaptive throttle refused locally |
 //!
-//! The names of `retry_attempts_total`, `retry_exhausted_total`,
-//! `dependency_timeout_total` and `circuit_breaker_open_total` are the
-//! seeds' (seed 002), kept verbatim so dashboards written from the seeds work unchanged.
+//! `retry_attempts_total`, `retry_exhausted_total`,
+//! `dependency_timeout_total`, `circuit_breaker_open_total`,
+//! `fallback_used_total`, `idempotency_key_reused_total` and
+//! `dead_letter_messages_total` are the names commonly given to these
+//! signals, and stay stable: dashboards written for them work unchanged.
 
 use std::sync::Arc;
 

@@ -24,7 +24,8 @@
 //! | [`Jitter::Decorrelated`] | `U(base, min(max_delay, 3 * previous))`, previous starting at `base` |
 //! | [`Jitter::Proportional(x)`](Jitter::Proportional) | `U(d * (1 - x), min(max_delay, d * (1 + x)))` |
 //!
-//! The default is the seeds' and AWS's recommendation: exponential from
+//! The default follows the AWS recommendation (Marc Brooker, "Exponential
+//! Backoff And Jitter", AWS Architecture Blog, 2015): exponential from
 //! 100 ms, factor 2, capped at 20 s, with full jitter.
 //!
 //! Decorrelated jitter (Brooker, 2015) is usually written

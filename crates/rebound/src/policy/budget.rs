@@ -3,7 +3,8 @@
 //! `max_attempts = 3` looks safe, but when a dependency is failing for
 //! everyone it means every caller sends three times the load to the service
 //! that is already struggling — and with three layers each retrying three
-//! times, 27 times (seed 002: "Every retry needs a budget"). A budget is
+//! times, 27 times: every retry needs a budget (Google, *Site Reliability
+//! Engineering*, 2016, chapter 22, "Addressing Cascading Failures"). A budget is
 //! shared by every call to one dependency and allows retries only while
 //! they are a small fraction of the traffic, so a blip is retried and an
 //! outage is not amplified.

@@ -3,8 +3,9 @@
 //! A ship's bulkheads keep one flooded compartment from sinking the rest. A
 //! slow dependency does the same to a service through its threads, sockets
 //! and memory: every call to it waits, and waiting calls pile up until
-//! nothing else can run (seed 000: "isolates different parts of a system so
-//! a failure in one part doesn't sink the whole ship"). A [`Bulkhead`] lets
+//! nothing else can run. A bulkhead isolates the part of a service that
+//! calls one dependency, so its failure does not sink the rest (Michael
+//! Nygard, *Release It!*, 2nd ed., 2018). A [`Bulkhead`] lets
 //! at most `max_concurrent` calls in; the next ones wait in a bounded queue
 //! for at most `max_wait`, or are refused at once with a typed reason and a
 //! count in `bulkhead_rejected_total`.
@@ -49,6 +50,7 @@ use std::time::Duration;
 use crate::error::{check, ConfigError};
 use crate::infra::sync::{AtomicU32, Ordering};
 use crate::telemetry;
+#[cfg(feature = "tokio")]
 use crate::Clock;
 
 const COMPONENT: &str = "bulkhead";
@@ -75,6 +77,7 @@ pub(crate) struct Inner {
     max_concurrent: u32,
     pub(crate) max_queue: u32,
     pub(crate) max_wait: Option<Duration>,
+    #[cfg(feature = "tokio")]
     pub(crate) clock: Clock,
     dependency: Arc<str>,
     /// `bulkhead_rejected_total{reason}`, labelled once, indexed by
@@ -299,6 +302,7 @@ pub struct BulkheadBuilder {
     max_queue: u32,
     max_wait: Option<Duration>,
     dependency: Arc<str>,
+    #[cfg(feature = "tokio")]
     clock: Clock,
 }
 
@@ -316,6 +320,7 @@ impl BulkheadBuilder {
             max_queue: 0,
             max_wait: None,
             dependency: Arc::from("default"),
+            #[cfg(feature = "tokio")]
             clock: Clock::default(),
         }
     }
@@ -352,6 +357,7 @@ impl BulkheadBuilder {
 
     /// The clock a queued caller's `max_wait` is measured on. Default
     /// [`Clock::default`].
+    #[cfg(feature = "tokio")]
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
@@ -384,6 +390,7 @@ impl BulkheadBuilder {
                 max_concurrent: self.max_concurrent,
                 max_queue: self.max_queue,
                 max_wait: self.max_wait,
+                #[cfg(feature = "tokio")]
                 clock: self.clock,
                 rejected: FullReason::NAMES.map(|r| {
                     telemetry::CounterKey::new(

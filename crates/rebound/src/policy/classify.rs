@@ -1,6 +1,6 @@
 //! Deciding what is worth retrying.
 //!
-//! Not every failure deserves a retry (seed 001, "When to Retry"): a
+//! Not every failure deserves a retry: a
 //! **transient** failure — a timeout, a reset connection, a 503 — may go away
 //! on its own; a **permanent** one — a 400, a 404, a validation error — never
 //! will, and retrying it only adds load. A [`Classifier`] looks at each

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::breaker::config::SlidingWindow;
+use crate::breaker::builder::SlidingWindow;
 use crate::infra::sliding_window::{Epochs, Tick};
 use crate::infra::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::Clock;

@@ -32,12 +32,7 @@ impl HedgePolicyBuilder {
     /// A builder holding the defaults.
     pub fn new() -> Self {
         HedgePolicyBuilder {
-            delay: HedgeDelay::Percentile {
-                percentile: 0.95,
-                initial: Duration::from_millis(100),
-                min: Duration::from_millis(1),
-                min_samples: 20,
-            },
+            delay: HedgeDelay::ADAPTIVE,
             max_attempts: 2,
             budget: None,
             dependency: Arc::from("default"),
@@ -55,14 +50,37 @@ impl HedgePolicyBuilder {
     /// Hedge at the `percentile` of recent latencies (the default, at
     /// 0.95), using `initial` until 20 latencies were recorded, never below
     /// 1 ms. `percentile` must be in (0, 1); `initial` non-zero.
-    pub fn percentile_delay(mut self, percentile: f64, initial: Duration) -> Self {
-        self.delay = HedgeDelay::Percentile {
-            percentile,
-            initial,
-            min: Duration::from_millis(1),
-            min_samples: 20,
-        };
+    pub fn percentile_delay(self, percentile: f64, initial: Duration) -> Self {
+        self.percentile(percentile).initial_delay(initial)
+    }
+
+    /// Hedge at the `percentile` of recent latencies, keeping the other
+    /// settings of an adaptive delay (the defaults of
+    /// [`HedgeDelay::ADAPTIVE`] after a fixed one). Default 0.95. Must be
+    /// in (0, 1).
+    pub fn percentile(mut self, p: f64) -> Self {
+        if let HedgeDelay::Percentile { percentile, .. } = &mut self.adaptive() {
+            *percentile = p;
+        }
         self
+    }
+
+    /// The adaptive delay used until enough latencies were recorded,
+    /// keeping its other settings (as [`percentile`](Self::percentile)
+    /// does). Default 100 ms. Must be non-zero.
+    pub fn initial_delay(mut self, d: Duration) -> Self {
+        if let HedgeDelay::Percentile { initial, .. } = &mut self.adaptive() {
+            *initial = d;
+        }
+        self
+    }
+
+    /// The delay, made adaptive if it was fixed.
+    fn adaptive(&mut self) -> &mut HedgeDelay {
+        if let HedgeDelay::Fixed(_) = self.delay {
+            self.delay = HedgeDelay::ADAPTIVE;
+        }
+        &mut self.delay
     }
 
     /// Sets the delay directly; see [`HedgeDelay`].

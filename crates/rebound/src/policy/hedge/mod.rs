@@ -87,6 +87,10 @@ pub const MAX_HEDGE_ATTEMPTS: u32 = 10;
 pub const HEDGE_ATTEMPTS_TOTAL: &str = "hedge_attempts_total";
 
 /// When to start the next hedge.
+///
+/// # Default
+/// [`HedgeDelay::ADAPTIVE`]: the 95th percentile of recent latencies, 100
+/// ms until 20 were seen, never below 1 ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HedgeDelay {
     /// A fixed delay after the previous attempt started.
@@ -104,6 +108,24 @@ pub enum HedgeDelay {
         /// Latencies needed before the percentile is used.
         min_samples: u32,
     },
+}
+
+impl HedgeDelay {
+    /// The default delay: the 95th percentile of recent latencies (so about
+    /// one call in twenty is hedged), 100 ms until 20 latencies were seen,
+    /// never below 1 ms.
+    pub const ADAPTIVE: HedgeDelay = HedgeDelay::Percentile {
+        percentile: 0.95,
+        initial: Duration::from_millis(100),
+        min: Duration::from_millis(1),
+        min_samples: 20,
+    };
+}
+
+impl Default for HedgeDelay {
+    fn default() -> Self {
+        HedgeDelay::ADAPTIVE
+    }
 }
 
 /// A hedging policy. Cheap to clone; clones share the latency tracker.

@@ -162,6 +162,7 @@ mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tower")]
 use crate::classify::RetryErrors;
 use crate::hedge::HedgePolicy;
 use crate::throttle::AdaptiveThrottle;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Pipeline;
 use crate::backoff::{Backoff, Jitter};
-use crate::breaker::SlidingWindow;
+use crate::breaker::{SlidingWindow, DEFAULT_TIME_BUCKETS};
 use crate::error::ConfigError;
 use crate::{CircuitBreaker, Clock, RandomSource, RetryBudget, RetryPolicy};
 
@@ -163,7 +163,7 @@ impl StandardBuilder {
             .build()?;
         let window = SlidingWindow::Time {
             duration: self.sampling_window,
-            buckets: 10,
+            buckets: DEFAULT_TIME_BUCKETS,
         };
         let breaker = CircuitBreaker::builder()
             .dependency(Arc::clone(&self.dependency))

@@ -75,7 +75,8 @@ pub(super) fn validate(stages: &[Stage]) -> Result<(), ConfigError> {
             COMPONENT,
             "retry",
             "is declared twice: nested retries multiply (3 attempts × 3 attempts = 9 calls per request); keep one retry stage",
-        ));
+        )
+        .at_stage(retries[1]));
     }
     let retry = retries.first().map(|&i| {
         let Stage::Retry(p) = &stages[i] else {
@@ -93,15 +94,16 @@ pub(super) fn validate(stages: &[Stage]) -> Result<(), ConfigError> {
             .min()
     };
     if let Some((r, _)) = retry {
-        if stages[..r]
+        if let Some(cb) = stages[..r]
             .iter()
-            .any(|s| matches!(s, Stage::CircuitBreaker(..)))
+            .position(|s| matches!(s, Stage::CircuitBreaker(..)))
         {
             return Err(ConfigError::new(
                 COMPONENT,
                 "circuit_breaker",
                 "is declared outside (before) the retry: it would see one outcome per call, not per attempt, and could not stop the retries; declare it after the retry",
-            ));
+            )
+            .at_stage(cb));
         }
     }
     let (total, attempt) = match retry {
@@ -129,7 +131,8 @@ pub(super) fn validate(stages: &[Stage]) -> Result<(), ConfigError> {
                         format!(
                             "of the circuit breaker ({duration:?}) must be at least twice the attempt timeout ({a:?}): a shorter window judges the dependency on a handful of calls, and slow calls end after the window that counts them"
                         ),
-                    ));
+                    )
+                    .at_stage(i));
                 }
             }
         }
@@ -180,14 +183,16 @@ pub(super) fn validate_hedge(stages: &[Stage], idempotent: bool) -> Result<(), C
             COMPONENT,
             "hedge",
             "is declared twice: nested hedges multiply (2 copies × 2 copies = 4 calls in flight per request); keep one hedge stage",
-        ));
+        )
+        .at_stage(hedges[1].0));
     }
     if !idempotent {
         return Err(ConfigError::new(
             COMPONENT,
             "idempotent",
             "is not declared, but a hedge stage runs the operation several times at the same time, which is only safe when doing it twice is the same as doing it once; declare the pipeline idempotent (`.idempotent()`, in a file `idempotent = true` on the hedge stage) or remove the hedge",
-        ));
+        )
+        .at_stage(h));
     }
     let retry = stages.iter().position(|s| matches!(s, Stage::Retry(_)));
     if retry.is_some_and(|r| r > h) {
@@ -195,7 +200,8 @@ pub(super) fn validate_hedge(stages: &[Stage], idempotent: bool) -> Result<(), C
             COMPONENT,
             "hedge",
             "is declared outside (before) the retry: every hedged copy would run its own retries, multiplying the calls; declare it after the retry, so each attempt is hedged",
-        ));
+        )
+        .at_stage(h));
     }
     let (delay, what) = match policy.delay() {
         HedgeDelay::Fixed(d) => (d, "the hedge delay"),
@@ -230,7 +236,8 @@ pub(super) fn validate_hedge(stages: &[Stage], idempotent: bool) -> Result<(), C
                 format!(
                     "({what}, {delay:?}) must be shorter than the {name} ({limit:?}): the attempt is cut off before the hedge could start, so it never fires; lower the hedge delay or raise the timeout"
                 ),
-            ));
+            )
+                .at_stage(h));
         }
     }
     Ok(())

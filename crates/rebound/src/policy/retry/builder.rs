@@ -111,7 +111,7 @@ impl RetryPolicyBuilder {
     /// error such as a 404 is a healthy dependency answering). If that
     /// outcome opened the breaker, the call stops at once with
     /// `Stop::BreakerOpen` instead of waiting for a retry that would be
-    /// refused (seed 001: "circuit breaker opens, all requests fail fast").
+    /// refused: an open breaker means every request fails fast.
     /// An attempt dropped without an outcome gives its half-open probe slot
     /// back.
     ///

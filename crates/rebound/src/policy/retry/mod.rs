@@ -58,7 +58,9 @@ mod report;
 mod state;
 mod stop;
 
-pub use crate::driver::retry::{AttemptIo, NoHook, RetryEvent, RetryExecutor, RetryHook};
+#[cfg(feature = "tokio")]
+pub use crate::driver::retry::AttemptIo;
+pub use crate::driver::retry::{NoHook, RetryEvent, RetryExecutor, RetryHook};
 pub use attempt::{Attempt, Next};
 pub use builder::RetryPolicyBuilder;
 pub(crate) use policy::RetryMetrics;

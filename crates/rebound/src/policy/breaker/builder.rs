@@ -16,6 +16,8 @@ pub const MAX_COUNT_WINDOW: u32 = 65_535;
 pub const MAX_BUCKETS: u32 = 1_000;
 /// Largest number of half-open probes.
 pub const MAX_PROBES: u32 = 1_000;
+/// The slices of a time window when none are given.
+pub const DEFAULT_TIME_BUCKETS: u32 = 10;
 
 /// Which calls the breaker judges the dependency by.
 ///
@@ -373,7 +375,7 @@ impl CircuitBreakerBuilder {
     /// atomically, so no more than this many are ever in flight; one failed
     /// (or slow) probe reopens the breaker, and it closes once all of them
     /// succeeded. A probe cancelled without an outcome gives its slot back.
-    /// Default 1 (Polly v8; seed 001: "allows a probe request"). Must be
+    /// Default 1 (Polly v8's; one probe request decides). Must be
     /// between 1 and 1000.
     pub fn half_open_probes(mut self, n: u32) -> Self {
         self.half_open_probes = n;

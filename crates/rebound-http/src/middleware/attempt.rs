@@ -1,0 +1,247 @@
+//! One request's attempts: the middleware's side of the core's attempt
+//! loop.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::HeaderValue;
+use http::Extensions;
+use rebound::retry::{Attempt, AttemptIo, RetryEvent};
+use rebound::{Decision, Failure, Outcome};
+use reqwest::{Request, Response};
+use reqwest_middleware::Next;
+use tracing::instrument::{Instrument, Instrumented};
+
+use super::{Inner, RetryNotice};
+use crate::hosts::Host;
+
+/// What the rest of the middleware chain returns.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The middleware's side of the core's attempt loop: one request, the
+/// rest of the chain, and what each attempt needs.
+pub(super) struct HttpAttempts<'a> {
+    pub(super) inner: &'a Inner,
+    pub(super) host: Arc<Host>,
+    /// The request as it came in: copied for each attempt but the last,
+    /// which sends it.
+    pub(super) original: Option<Request>,
+    pub(super) next: Next<'a>,
+    /// The request's extensions, lent to each attempt in turn.
+    pub(super) extensions: Lent,
+    /// When the attempt in flight started, on the policy's clock: a
+    /// timeout of the client's own is reported as the time since then.
+    pub(super) attempt_started: Instant,
+}
+
+impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
+    type Attempt = HttpAttempt<'a>;
+
+    fn start(&mut self, attempt: &Attempt) -> HttpAttempt<'a> {
+        let number = attempt.number();
+        // The last possible attempt sends the original; earlier ones a
+        // copy (cheap: the body is shared `Bytes`).
+        let request = if attempt.is_last() {
+            self.original.take()
+        } else {
+            self.original.as_ref().and_then(Request::try_clone)
+        };
+        let span = tracing::info_span!(
+            "rebound_http.attempt",
+            dependency = self.host.authority(),
+            http.method = request
+                .as_ref()
+                .map(|r| tracing::field::display(r.method())),
+            attempt = number,
+            http.status = tracing::field::Empty,
+        );
+        self.attempt_started = self.host.policy().clock().now();
+        let sent: BoxFuture<'a, reqwest_middleware::Result<Response>> = match request {
+            Some(mut request) => {
+                if let Some(name) = &self.inner.attempt_header {
+                    request
+                        .headers_mut()
+                        .insert(name.clone(), attempt_number(number));
+                }
+                let next = self.next.clone();
+                let mut lent = self.extensions.lend();
+                Box::pin(async move { next.run(request, lent.get()).await })
+            }
+            // Unreachable: only the last attempt takes the original, and
+            // only requests with replayable bodies get more than one.
+            None => Box::pin(std::future::ready(Err(
+                reqwest_middleware::Error::middleware(Unreplayable),
+            ))),
+        };
+        HttpAttempt {
+            sent: sent.instrument(span),
+        }
+    }
+
+    fn outcome<'r>(
+        &self,
+        result: &'r Result<Response, Failure<reqwest_middleware::Error>>,
+    ) -> Outcome<'r, Response, reqwest_middleware::Error> {
+        match result {
+            // reqwest's own timeout counts as a timeout too, of the attempt.
+            Err(Failure::Error(e)) if e.is_timeout() => Outcome::Timeout(
+                self.host
+                    .policy()
+                    .clock()
+                    .now()
+                    .saturating_duration_since(self.attempt_started),
+            ),
+            other => Outcome::of(other),
+        }
+    }
+
+    fn classify(&self, outcome: Outcome<'_, Response, reqwest_middleware::Error>) -> Decision {
+        let classifier = &self.inner.classifier;
+        match outcome {
+            Outcome::Ok(r) if classifier.may_retry(r.status()) => classifier.classify_response(
+                r.status(),
+                r.headers(),
+                self.host.policy().clock().wall(),
+            ),
+            // The common case: no need to read the wall clock.
+            Outcome::Ok(_) => Decision::DoNotRetry,
+            Outcome::Err(e) => classifier.classify_error(e),
+            Outcome::Timeout(_) => Decision::Retry,
+        }
+    }
+
+    fn on_retry(&mut self, event: &RetryEvent<'_, Response, reqwest_middleware::Error>) {
+        let (Some(hook), Some(original)) = (&self.inner.on_retry, &self.original) else {
+            return;
+        };
+        hook(&RetryNotice {
+            host: self.host.authority(),
+            method: original.method(),
+            url: original.url(),
+            attempt: event.attempt,
+            delay: event.delay,
+            server_delay: match event.decision {
+                Decision::RetryAfter(d) => Some(d),
+                _ => None,
+            },
+            status: match event.outcome {
+                Outcome::Ok(r) => Some(r.status()),
+                _ => None,
+            },
+            error: match event.outcome {
+                Outcome::Err(e) => Some(e),
+                _ => None,
+            },
+            timed_out: matches!(event.outcome, Outcome::Timeout(_)),
+        });
+    }
+
+    /// Frees a failed response (and its connection) before waiting; keeps
+    /// an error for the report.
+    fn keep(
+        &mut self,
+        result: Result<Response, Failure<reqwest_middleware::Error>>,
+    ) -> Option<Result<Response, Failure<reqwest_middleware::Error>>> {
+        result.err().map(Err)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One attempt in flight: the rest of the chain, in the attempt's span.
+    pub(super) struct HttpAttempt<'s> {
+        #[pin]
+        sent: Instrumented<BoxFuture<'s, reqwest_middleware::Result<Response>>>,
+    }
+}
+
+impl std::future::Future for HttpAttempt<'_> {
+    type Output = Result<Response, Failure<reqwest_middleware::Error>>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut sent = self.project().sent;
+        let result = std::task::ready!(sent.as_mut().poll(cx));
+        if let Ok(r) = &result {
+            let span = sent.as_ref().get_ref().span();
+            if !span.is_disabled() {
+                span.record("http.status", r.status().as_u16());
+            }
+        }
+        std::task::Poll::Ready(result.map_err(Failure::Error))
+    }
+}
+
+/// A request's extensions, lent to one attempt at a time: an attempt's
+/// future holds them while it runs (the rest of the chain may read and
+/// change them) and gives them back when it ends or is dropped, so the
+/// next attempt, and the caller, see them as it left them.
+#[derive(Clone)]
+pub(super) struct Lent(Arc<std::sync::Mutex<Extensions>>);
+
+impl Lent {
+    pub(super) fn new(ext: Extensions) -> Self {
+        Lent(Arc::new(std::sync::Mutex::new(ext)))
+    }
+
+    /// The extensions, taken out for one attempt.
+    fn lend(&self) -> Loan {
+        let ext = std::mem::take(&mut *self.lock());
+        Loan {
+            home: self.clone(),
+            ext,
+        }
+    }
+
+    pub(super) fn take(&self) -> Extensions {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Extensions> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One attempt's hold on the extensions: given back on drop.
+struct Loan {
+    home: Lent,
+    ext: Extensions,
+}
+
+impl Loan {
+    fn get(&mut self) -> &mut Extensions {
+        &mut self.ext
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        *self.home.lock() = std::mem::take(&mut self.ext);
+    }
+}
+
+/// A request whose body cannot be copied reached a second attempt: never
+/// happens (such requests get one attempt), reported if it did.
+#[derive(Debug)]
+struct Unreplayable;
+
+impl fmt::Display for Unreplayable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request could not be copied for another attempt")
+    }
+}
+
+impl std::error::Error for Unreplayable {}
+
+/// The attempt number as a header value; small ones without allocating.
+pub(super) fn attempt_number(n: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(n as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
+    }
+}

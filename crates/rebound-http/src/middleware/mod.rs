@@ -1,0 +1,306 @@
+//! The reqwest middleware: a driver of rebound's [`RetryState`](rebound::RetryState).
+//!
+//! Every decision — whether to start an attempt, whether to retry, after how
+//! long, whether a server's `Retry-After` is acceptable, whether the budget
+//! allows it — is made by the core's sans-IO state machine, the same code
+//! the closure executor and the simulator run. This module only sends
+//! requests, waits on the policy's clock and reports.
+
+mod attempt;
+mod builder;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Extensions, Method, StatusCode};
+use rebound::{Failure, Report, Stop};
+use reqwest::{Request, Response, Url};
+use reqwest_middleware::{Middleware, Next};
+
+pub use builder::RetryMiddlewareBuilder;
+
+use crate::classify::{HttpClassifier, MethodRule};
+use crate::error::{Error, NotRetried, RetryReport};
+use crate::hosts::{Host, Registry};
+use crate::telemetry;
+use attempt::{HttpAttempts, Lent};
+
+/// The default name of the attempt-number header.
+pub const DEFAULT_ATTEMPT_HEADER: HeaderName = HeaderName::from_static("x-attempt-count");
+/// The default name of the idempotency key header.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+type Hook = Arc<dyn Fn(&RetryNotice<'_>) + Send + Sync>;
+
+/// Retries, budgets and breakers for a reqwest client. Add it with
+/// [`reqwest_middleware::ClientBuilder::with`].
+///
+/// Cheap to clone; clones (and every clone of the client it is in) share the
+/// per-host state. See the [crate docs](crate) for an example and
+/// [`RetryMiddlewareBuilder`] for every setting.
+#[derive(Clone)]
+pub struct RetryMiddleware {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hosts: Registry,
+    classifier: HttpClassifier,
+    key_header: HeaderName,
+    generate_keys: bool,
+    attempt_header: Option<HeaderName>,
+    on_retry: Option<Hook>,
+}
+
+impl RetryMiddleware {
+    /// A builder holding the defaults.
+    pub fn builder() -> RetryMiddlewareBuilder {
+        RetryMiddlewareBuilder::new()
+    }
+
+    /// The state kept for `authority` (`host` or `host:port`, as in the
+    /// URL), if a request has gone there and it has not been evicted.
+    pub fn host(&self, authority: &str) -> Option<Arc<Host>> {
+        self.inner.hosts.peek(authority)
+    }
+
+    /// How many hosts have state right now.
+    pub fn hosts_tracked(&self) -> usize {
+        self.inner.hosts.len()
+    }
+
+    /// Drops the state of every host idle for longer than the idle timeout
+    /// now (it also happens lazily as new hosts arrive); returns how many.
+    pub fn evict_idle_hosts(&self) -> usize {
+        self.inner.hosts.evict_idle()
+    }
+}
+
+impl Default for RetryMiddleware {
+    fn default() -> Self {
+        RetryMiddlewareBuilder::new()
+            .build()
+            .expect("the default configuration is valid")
+    }
+}
+
+impl fmt::Debug for RetryMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryMiddleware")
+            .field("classifier", &self.inner.classifier)
+            .field("idempotency_key_header", &self.inner.key_header)
+            .field("generate_idempotency_keys", &self.inner.generate_keys)
+            .field("attempt_header", &self.inner.attempt_header)
+            .field("hosts_tracked", &self.inner.hosts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the [`on_retry`](RetryMiddlewareBuilder::on_retry) hook is told
+/// before each retry.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RetryNotice<'a> {
+    /// The authority (`host` or `host:port`).
+    pub host: &'a str,
+    /// The request's method.
+    pub method: &'a Method,
+    /// The request's URL.
+    pub url: &'a Url,
+    /// The number of the attempt that just failed (1 for the first).
+    pub attempt: u32,
+    /// How long the middleware will wait before the next attempt: the
+    /// backoff delay, or the server's requested delay if that is longer.
+    pub delay: Duration,
+    /// The delay the server asked for (`Retry-After` and friends), if any.
+    pub server_delay: Option<Duration>,
+    /// The failed attempt's status, if a response arrived.
+    pub status: Option<StatusCode>,
+    /// The failed attempt's error, if it returned one.
+    pub error: Option<&'a reqwest_middleware::Error>,
+    /// Whether the failed attempt timed out.
+    pub timed_out: bool,
+}
+
+#[async_trait::async_trait]
+impl Middleware for RetryMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        self.inner.execute(req, extensions, next).await
+    }
+}
+
+impl Inner {
+    /// Applies the method rules (adding a key if asked to) and tells why the
+    /// request may not be retried, if it may not.
+    fn prepare(&self, req: &mut Request) -> Option<NotRetried> {
+        let why = match self.classifier.method_rule(req.method()) {
+            MethodRule::Retry => None,
+            MethodRule::Never => Some(NotRetried::Method {
+                method: req.method().clone(),
+            }),
+            MethodRule::RetryWithIdempotencyKey => {
+                if req.headers().contains_key(&self.key_header) {
+                    None
+                } else if self.generate_keys {
+                    req.headers_mut()
+                        .insert(self.key_header.clone(), new_idempotency_key());
+                    None
+                } else {
+                    Some(NotRetried::MissingIdempotencyKey {
+                        method: req.method().clone(),
+                        header: self.key_header.clone(),
+                    })
+                }
+            }
+        };
+        if why.is_none() && req.body().is_some_and(|b| b.as_bytes().is_none()) {
+            return Some(NotRetried::StreamingBody);
+        }
+        why
+    }
+
+    async fn execute<'a>(
+        &'a self,
+        mut req: Request,
+        ext: &'a mut Extensions,
+        next: Next<'a>,
+    ) -> reqwest_middleware::Result<Response> {
+        let started = self.hosts.clock().now();
+        let host = self
+            .hosts
+            .get(req.url(), started)
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let not_retried = self.prepare(&mut req);
+        let policy = host.policy();
+        let mut state = policy.start();
+        if not_retried.is_some() {
+            state.forbid_retries();
+        }
+        let mut io = HttpAttempts {
+            inner: self,
+            host: Arc::clone(&host),
+            original: Some(req),
+            next,
+            extensions: Lent::new(std::mem::take(ext)),
+            attempt_started: started,
+        };
+        let report = policy.drive(state, &mut io).await;
+        // Give the request's extensions back, as the last attempt left them.
+        *ext = io.extensions.take();
+        let mut retry_report = self.report(&host, &report, started, not_retried);
+        match report.into_last() {
+            Some(Ok(mut response)) => {
+                let status = response.status();
+                if retry_report.stop == Stop::Succeeded
+                    && (status.is_client_error() || status.is_server_error())
+                {
+                    // The core counts any accepted response as a healthy
+                    // dependency (budget, breaker); the caller is told the
+                    // request failed for good.
+                    retry_report.stop = Stop::Permanent;
+                }
+                response.extensions_mut().insert(retry_report);
+                Ok(response)
+            }
+            Some(Err(Failure::Error(e))) if retry_report.stop == Stop::Permanent => Err(e),
+            last => Err(reqwest_middleware::Error::middleware(Error {
+                report: retry_report,
+                last: last.and_then(Result::err),
+            })),
+        }
+    }
+
+    fn report<T, E>(
+        &self,
+        host: &Host,
+        report: &Report<T, E>,
+        started: Instant,
+        not_retried: Option<NotRetried>,
+    ) -> RetryReport {
+        let stop = report.stop();
+        // "Not retried" matters only when a retry would otherwise have been
+        // tried: a transient failure on the one attempt allowed (not a
+        // success, a permanent failure, or a breaker refusing the first).
+        let not_retried = not_retried.filter(|_| {
+            report.attempts() > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent)
+        });
+        if let Some(why) = &not_retried {
+            telemetry::not_retried(host.authority_arc(), why.as_str());
+        }
+        RetryReport {
+            host: host.authority_arc().clone(),
+            attempts: report.attempts(),
+            stop,
+            elapsed: host
+                .policy()
+                .clock()
+                .now()
+                .saturating_duration_since(started),
+            not_retried,
+        }
+    }
+}
+
+/// A fresh idempotency key: a random (v4) UUID as an RFC 9651 sf-string.
+fn new_idempotency_key() -> HeaderValue {
+    let mut buf = [0u8; 38];
+    buf[0] = b'"';
+    buf[37] = b'"';
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buf[1..37]);
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attempt::attempt_number;
+    use super::*;
+    use rebound::{RetryBudget, RetryPolicy};
+
+    #[test]
+    fn attempt_numbers() {
+        for n in [1u32, 9, 10, 123] {
+            assert_eq!(attempt_number(n), HeaderValue::from(n));
+        }
+    }
+
+    #[test]
+    fn generated_keys_are_quoted_uuids_and_differ() {
+        let a = new_idempotency_key();
+        let b = new_idempotency_key();
+        assert_ne!(a, b);
+        let s = a.to_str().unwrap();
+        assert_eq!(s.len(), 38);
+        assert!(s.starts_with('"') && s.ends_with('"'));
+        assert!(uuid::Uuid::parse_str(&s[1..37]).is_ok());
+    }
+
+    #[test]
+    fn build_rejects_bad_settings_by_name() {
+        let e = RetryMiddleware::builder().max_hosts(0).build().unwrap_err();
+        assert_eq!(e.field(), "max_hosts");
+        let e = RetryMiddleware::builder()
+            .host_idle_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "host_idle_timeout");
+        let e = RetryMiddleware::builder()
+            .policy(RetryPolicy::builder().max_attempts(0))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "max_attempts");
+        let e = RetryMiddleware::builder()
+            .budget_per_host(|| RetryBudget::ratio(2.0).build())
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "ratio");
+    }
+}
