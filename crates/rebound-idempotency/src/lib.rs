@@ -128,7 +128,7 @@ pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "redb")]
-pub use store::redb::RedbStore;
+pub use store::redb::{RedbOptions, RedbStore};
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
 pub use store::{spawn_sweeper, BoxError, Store, StoreError};
