@@ -18,6 +18,8 @@ use crate::time::Timestamp;
 
 /// The most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// The longest the writer waits for more writes before a commit.
+const MAX_GATHER: Duration = Duration::from_millis(1);
 /// How long a reopen waits for readers still holding the old database.
 const REOPEN_WAIT: Duration = Duration::from_secs(2);
 
@@ -133,28 +135,70 @@ impl Writer {
         Writer { shared }
     }
 
+    /// Take the waiting writes, commit them together, answer them; again.
+    ///
+    /// Waiting writers come in cohorts: while one batch commits, the next
+    /// queues, and the callers just answered come back with their next
+    /// write (a claim is followed by its completion) a moment later. Left
+    /// alone the two cohorts alternate, each batch half as large as it
+    /// could be. So before committing, the writer waits for the callers it
+    /// just answered, as many as it answered, for at most half the last
+    /// commit's time: with the cohorts merged, a batch carries every write
+    /// in flight and each write waits for one commit, not two.
     pub(super) fn run(self, ops: mpsc::Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Ok(first) = ops.recv() {
-            batch.push(first);
+        let mut expected = 1;
+        let mut window = Duration::ZERO;
+        loop {
+            if batch.is_empty() {
+                match ops.recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => return,
+                }
+            }
+            let deadline = Instant::now() + window;
+            loop {
+                while batch.len() < MAX_BATCH {
+                    match ops.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                let now = Instant::now();
+                if batch.len() >= expected.min(MAX_BATCH) || now >= deadline {
+                    break;
+                }
+                match ops.recv_timeout(deadline - now) {
+                    Ok(op) => batch.push(op),
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            let started = Instant::now();
+            let answers = self.commit(&mut batch);
+            window = (started.elapsed() / 2).min(MAX_GATHER);
+            // Writes that queued during the commit came from other callers;
+            // those answered now will likely be back: expect both.
             while batch.len() < MAX_BATCH {
                 match ops.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
             }
-            self.commit(&mut batch);
+            expected = batch.len() + answers.len();
+            answers.into_iter().for_each(Answer::send);
         }
     }
 
     /// Apply every op of `batch` in one write transaction and commit it;
-    /// then answer each op. A failed transaction fails every op in it.
-    fn commit(&self, batch: &mut Vec<Op>) {
+    /// the answers, to send. A failed transaction fails every op in it
+    /// (answered here).
+    fn commit(&self, batch: &mut Vec<Op>) -> Vec<Answer> {
         let db = match self.database() {
             Ok(db) => db,
             Err(e) => {
                 batch.drain(..).for_each(|op| op.fail(&e));
-                return;
+                return Vec::new();
             }
         };
         let mut answers = Vec::with_capacity(batch.len());
@@ -176,7 +220,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
-                answers.into_iter().for_each(Answer::send);
+                answers
             }
             Err(e) => {
                 if matches!(e, StoreError::Unavailable { .. }) {
@@ -185,6 +229,7 @@ impl Writer {
                 tracing::warn!(error = %e, ops = answers.len() + batch.len(), "redb idempotency store: write transaction failed");
                 answers.into_iter().for_each(|a| a.fail(&e));
                 batch.drain(..).for_each(|op| op.fail(&e));
+                Vec::new()
             }
         }
     }
