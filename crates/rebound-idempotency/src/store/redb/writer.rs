@@ -77,6 +77,12 @@ enum Answer {
 }
 
 impl Answer {
+    /// Whether this answer hands a key to its caller, who will be back with
+    /// its completion or release shortly.
+    fn claimed(&self) -> bool {
+        matches!(self, Answer::Claim(_, Ok(ClaimOutcome::Claimed { .. })))
+    }
+
     fn send(self) {
         // A caller that gave up waiting has dropped its receiver; its write
         // is committed all the same.
@@ -138,13 +144,12 @@ impl Writer {
     /// Take the waiting writes, commit them together, answer them; again.
     ///
     /// Waiting writers come in cohorts: while one batch commits, the next
-    /// queues, and the callers just answered come back with their next
-    /// write (a claim is followed by its completion) a moment later. Left
-    /// alone the two cohorts alternate, each batch half as large as it
-    /// could be. So before committing, the writer waits for the callers it
-    /// just answered, as many as it answered, for at most half the last
-    /// commit's time: with the cohorts merged, a batch carries every write
-    /// in flight and each write waits for one commit, not two.
+    /// queues, and the callers just handed a key come back with its
+    /// completion a moment later. Left alone the cohorts alternate, each
+    /// batch half as large as it could be. So before committing, the writer
+    /// waits for the callers it just handed keys to, for at most half the
+    /// last commit's time: with the cohorts merged, a batch carries the
+    /// writes in flight and a write waits for one commit, not two.
     pub(super) fn run(self, ops: mpsc::Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut expected = 1;
@@ -178,14 +183,15 @@ impl Writer {
             let answers = self.commit(&mut batch);
             window = (started.elapsed() / 2).min(MAX_GATHER);
             // Writes that queued during the commit came from other callers;
-            // those answered now will likely be back: expect both.
+            // those handed a key now will be back with its completion:
+            // expect both.
             while batch.len() < MAX_BATCH {
                 match ops.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
             }
-            expected = batch.len() + answers.len();
+            expected = batch.len() + answers.iter().filter(|a| a.claimed()).count();
             answers.into_iter().for_each(Answer::send);
         }
     }
@@ -344,20 +350,46 @@ fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
             Ok(Answer::Update(reply, Ok(())))
         }
         Op::Sweep { now, batch, reply } => {
+            // Entries due by `now`, in order. Each names a record that may
+            // have expired, or whose end has moved on (then the entry moves
+            // with it), or that is already gone.
             let bound = now.as_millis().saturating_add(1);
+            let visit = batch.saturating_mul(4).max(batch);
             let due: Vec<(u64, String)> = tables
                 .1
                 .range(..(bound, ""))
                 .map_err(error)?
-                .take(batch)
+                .take(visit)
                 .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
                 .collect::<Result<_, _>>()
                 .map_err(error)?;
+            let mut deleted = 0;
             for (at, key) in &due {
+                if deleted == batch {
+                    break;
+                }
                 tables.1.remove((*at, key.as_str())).map_err(error)?;
-                tables.0.remove(key.as_str()).map_err(error)?;
+                let record = match read(&tables.0, key)? {
+                    Ok(Some(r)) => r,
+                    // Gone, or unreadable (deleted: it can never be used).
+                    Ok(None) => continue,
+                    Err(_) => {
+                        tables.0.remove(key.as_str()).map_err(error)?;
+                        deleted += 1;
+                        continue;
+                    }
+                };
+                if record.expires_at <= now {
+                    tables.0.remove(key.as_str()).map_err(error)?;
+                    deleted += 1;
+                } else {
+                    tables
+                        .1
+                        .insert((record.expires_at.as_millis(), key.as_str()), ())
+                        .map_err(error)?;
+                }
             }
-            Ok(Answer::Sweep(reply, Ok(due.len())))
+            Ok(Answer::Sweep(reply, Ok(deleted)))
         }
     }
 }
@@ -375,6 +407,11 @@ fn read(
     }
 }
 
+/// Write `new` over `old`. The expiry index holds, for every record, an
+/// entry at or before its retention end; it is written only for a new
+/// record. A record whose end moved later (completed, renewed, claimed
+/// again) keeps its earlier entry, and the sweep moves the entry when it
+/// reaches it, so the writes on the request path touch one table.
 fn write(
     tables: &mut Tables<'_>,
     key: &str,
@@ -385,16 +422,11 @@ fn write(
         .0
         .insert(key, new.encode().as_slice())
         .map_err(error)?;
-    let new_at = new.expires_at.as_millis();
-    if let Some(old) = old {
-        if old.expires_at.as_millis() == new_at {
-            return Ok(());
-        }
+    if old.is_none() {
         tables
             .1
-            .remove((old.expires_at.as_millis(), key))
+            .insert((new.expires_at.as_millis(), key), ())
             .map_err(error)?;
     }
-    tables.1.insert((new_at, key), ()).map_err(error)?;
     Ok(())
 }
