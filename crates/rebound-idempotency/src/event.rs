@@ -1,5 +1,6 @@
 //! What the layer tells handlers and observers.
 
+use crate::config::Config;
 use crate::key::IdempotencyKey;
 
 /// Inserted into the request's extensions when the layer runs the handler
@@ -146,4 +147,49 @@ pub struct Event<'a> {
     pub method: &'a http::Method,
     /// The request path.
     pub path: &'a str,
+}
+
+/// What a request is about, for events.
+#[derive(Clone)]
+pub(crate) struct Subject {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub key: Option<IdempotencyKey>,
+}
+
+/// Report what happened to a request: a tracing event, the metrics, the
+/// hook.
+pub(crate) fn emit(cfg: &Config, outcome: RequestOutcome, subject: &Subject) {
+    let name = &cfg.claims.name;
+    let key = subject.key.as_ref().map(IdempotencyKey::as_str);
+    let path = subject.uri.path();
+    match outcome {
+        RequestOutcome::StoreUnavailable
+        | RequestOutcome::FailedOpen
+        | RequestOutcome::FenceRejected
+        | RequestOutcome::CompletionRetrying
+        | RequestOutcome::CompletionAbandoned => {
+            tracing::warn!(layer = &**name, outcome = outcome.as_str(), key, method = %subject.method, path, "idempotency")
+        }
+        RequestOutcome::Bypassed => {
+            tracing::trace!(layer = &**name, outcome = outcome.as_str(), method = %subject.method, path, "idempotency")
+        }
+        _ => {
+            tracing::debug!(layer = &**name, outcome = outcome.as_str(), key, method = %subject.method, path, "idempotency")
+        }
+    }
+    if outcome != RequestOutcome::Bypassed {
+        metrics::counter!("idempotency_requests_total", "dependency" => name.clone(), "outcome" => outcome.as_str()).increment(1);
+    }
+    if outcome.is_key_reuse() {
+        metrics::counter!("idempotency_key_reused_total", "dependency" => name.clone(), "outcome" => outcome.as_str()).increment(1);
+    }
+    if let Some(hook) = &cfg.on_event {
+        hook(&Event {
+            outcome,
+            key,
+            method: &subject.method,
+            path,
+        });
+    }
 }

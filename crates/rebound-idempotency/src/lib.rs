@@ -110,6 +110,7 @@ mod policy;
 pub mod problem;
 mod record;
 mod response;
+mod run;
 pub mod store;
 mod time;
 
