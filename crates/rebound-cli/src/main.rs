@@ -10,6 +10,9 @@
 //! The command is a thin front door: the simulator is the `rebound-sim`
 //! library, which drives the real `rebound` policies in virtual time.
 
+mod chaos;
+mod dlq;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,7 +60,15 @@ enum Command {
     /// write tables, charts and an HTML report.
     #[command(after_help = SIMULATE_EXAMPLES)]
     Simulate(SimulateArgs),
-    // `demo`, `chaos` and `proxy` will join here.
+    /// Run a fault-injecting HTTP proxy in front of a service, for tests in
+    /// any language: latency, 5xx, 429/503 with Retry-After, resets, dropped
+    /// answers, slow bodies, blackholes; on a timeline, with a control API.
+    #[command(after_help = chaos::EXAMPLES)]
+    Chaos(chaos::ChaosArgs),
+    /// Inspect and operate the dead-letter queue of a rebound-jobs queue:
+    /// list, show, redrive, purge, depth.
+    Dlq(dlq::DlqArgs),
+    // `demo`, `check` and `proxy` will join here.
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +170,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Chaos(args) => chaos::run(args),
+        Command::Dlq(args) => dlq::run(args),
     }
 }
 

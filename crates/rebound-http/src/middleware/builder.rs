@@ -111,7 +111,7 @@ impl RetryMiddlewareBuilder {
     /// A circuit breaker for each host, built from `breaker` on the host's
     /// first request with its `dependency` set to the host's authority.
     /// Default: none. A dead host's breaker opens and its requests fail fast
-    /// with [`Stop::BreakerOpen`] while other hosts carry on. Build it on the
+    /// with [`Stop::BreakerOpen`](rebound::Stop::BreakerOpen) while other hosts carry on. Build it on the
     /// same clock as the policy.
     ///
     /// Outcomes are recorded as the core records them: transient failures

@@ -391,6 +391,29 @@ impl BackoffState {
         }
     }
 
+    /// A state restored from its two parts, as saved from
+    /// [`retries`](Self::retries) and [`previous`](Self::previous): for
+    /// schedules that outlive a process (a job retried over hours keeps them
+    /// with the job).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rebound::{Backoff, BackoffState, Jitter};
+    ///
+    /// let b = Backoff::exponential(Duration::from_secs(1)).with_jitter(Jitter::Decorrelated);
+    /// let mut rng = fastrand::Rng::with_seed(7);
+    /// let mut st = BackoffState::new();
+    /// b.next_delay(&mut st, &mut rng);
+    /// let saved = (st.retries(), st.previous());
+    /// let mut restored = BackoffState::from_parts(saved.0, saved.1);
+    /// assert_eq!(restored, st);
+    /// let mut again = rng.clone();
+    /// assert_eq!(b.next_delay(&mut restored, &mut again), b.next_delay(&mut st, &mut rng));
+    /// ```
+    pub const fn from_parts(retries: u32, previous: Option<Duration>) -> Self {
+        BackoffState { retries, previous }
+    }
+
     /// How many delays were handed out so far.
     pub const fn retries(&self) -> u32 {
         self.retries

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// A clock that moves only when told to. Clones share the same time.
 ///
-/// Use it in tests and simulations; hand a [`Clock`] made from it to
-/// policies. Timers on it ([`Clock::timer`]) fire when it is moved past
+/// Use it in tests and simulations; hand a [`Clock`](crate::Clock) made from it to
+/// policies. Timers on it ([`Clock::timer`](crate::Clock::timer)) fire when it is moved past
 /// their deadline, waking whoever waits on them.
 ///
 /// ```

@@ -47,8 +47,8 @@ impl fmt::Display for BreakerOpen {
 
 impl std::error::Error for BreakerOpen {}
 
-/// The error of [`CircuitBreaker::call`] and
-/// [`call_async`](CircuitBreaker::call_async).
+/// The error of [`CircuitBreaker::call`](crate::CircuitBreaker::call) and
+/// [`call_async`](crate::CircuitBreaker::call_async).
 #[derive(Debug)]
 pub enum CallError<E> {
     /// The breaker refused the call; the operation did not run.

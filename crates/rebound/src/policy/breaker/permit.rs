@@ -85,7 +85,7 @@ macro_rules! permit_methods {
         }
 
         /// The breaker generation this permit was admitted in (see
-        /// [`Transition::generation`]); its outcome counts only while the
+        /// [`Transition::generation`](crate::breaker::Transition::generation)); its outcome counts only while the
         /// breaker is still in that generation.
         pub fn generation(&self) -> u32 {
             self.ticket.map_or(0, |t| t.gen)

@@ -40,7 +40,7 @@ impl TransitionCause {
 }
 
 /// A state change, as passed to
-/// [`on_state_change`](CircuitBreakerBuilder::on_state_change) callbacks.
+/// [`on_state_change`](crate::breaker::CircuitBreakerBuilder::on_state_change) callbacks.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -98,7 +98,7 @@ impl Transition {
     }
 }
 
-/// What a breaker holds right now, from [`CircuitBreaker::snapshot`].
+/// What a breaker holds right now, from [`CircuitBreaker::snapshot`](crate::CircuitBreaker::snapshot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snapshot {

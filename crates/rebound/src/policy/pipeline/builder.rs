@@ -11,7 +11,7 @@ use crate::throttle::AdaptiveThrottle;
 use crate::{Bulkhead, CircuitBreaker, Clock, RetryBudget, RetryPolicy, Timeout};
 
 /// Builds a [`Pipeline`], stages added outermost first. See the [module
-/// docs](self) for what [`build`](Self::build) rejects.
+/// docs](crate::pipeline) for what [`build`](Self::build) rejects.
 ///
 /// ```
 /// use std::time::Duration;

@@ -87,7 +87,7 @@ impl RetryPolicyBuilder {
 
     /// The longest server-requested delay (`Retry-After`) the executor will
     /// wait. A longer request is never shortened: the call stops at once with
-    /// [`Stop::Throttled`] reporting it. Default 60 s.
+    /// [`Stop::Throttled`](crate::Stop::Throttled) reporting it. Default 60 s.
     pub fn max_server_delay(mut self, max: Duration) -> Self {
         self.max_server_delay = max;
         self
@@ -104,7 +104,7 @@ impl RetryPolicyBuilder {
     /// to the same dependency. Default: none.
     ///
     /// Before each attempt the executor asks the breaker for a permit; a
-    /// refusal stops the call at once with [`Stop::BreakerOpen`] (no
+    /// refusal stops the call at once with [`Stop::BreakerOpen`](crate::Stop::BreakerOpen) (no
     /// waiting, no attempt). Each outcome is recorded before the retry
     /// decision: transient failures (as the classifier decides, timeouts
     /// included) as failures, everything else as successes (a permanent
@@ -137,7 +137,7 @@ impl RetryPolicyBuilder {
     /// tries and retries alike — must pass. While the dependency rejects
     /// requests it sheds attempts locally with probability
     /// `max(0, (requests − K·accepts) / (requests + 1))`; a shed attempt
-    /// stops the call with [`Stop::Throttled`]. Attempts whose outcome the
+    /// stops the call with [`Stop::Throttled`](crate::Stop::Throttled). Attempts whose outcome the
     /// classifier does not retry count as accepted. Default: none.
     ///
     /// ```

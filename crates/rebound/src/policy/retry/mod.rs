@@ -12,7 +12,7 @@
 //! attempt and two retries. A *retry* is an attempt after the first.
 //!
 //! **Time.** A total timeout covers the whole call, attempts and delays
-//! alike, measured on the policy's [`Clock`]. The executor never sleeps past
+//! alike, measured on the policy's [`Clock`](crate::Clock). The executor never sleeps past
 //! it: if the next delay would cross it, it stops at once with
 //! [`Stop::DeadlineExceeded`]: fail fast. A per-attempt timeout
 //! cuts off a single slow attempt (async only; a blocking call cannot be

@@ -40,7 +40,7 @@ impl RetryMetrics {
 /// How to retry: attempts, backoff, timeouts, budget. Cheap to clone and
 /// share; build one per dependency with [`RetryPolicy::builder`].
 ///
-/// See the [module docs](self) for an example.
+/// See the [module docs](crate::retry) for an example.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     pub(crate) max_attempts: u32,
@@ -167,7 +167,7 @@ impl RetryPolicy {
         RetryExecutor::new(self, classifier, NoHook)
     }
 
-    /// Binds a hook called before each retry; see [`Retry::on_retry`].
+    /// Binds a hook called before each retry; see [`Retry::on_retry`](crate::RetryExecutor::on_retry).
     pub fn on_retry<H>(&self, hook: H) -> RetryExecutor<'_, RetryErrors, H> {
         RetryExecutor::new(self, RetryErrors, hook)
     }

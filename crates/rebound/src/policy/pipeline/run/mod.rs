@@ -68,7 +68,7 @@ pub enum PipelineAction {
 /// ([`on_timer`](Self::on_timer)), a slot was granted
 /// ([`on_admitted`](Self::on_admitted)). It decides everything — by
 /// driving the same machines the single-policy drivers use
-/// ([`RetryState`], [`HedgeState`], the breaker's and throttle's permits) —
+/// ([`RetryState`](crate::RetryState), [`HedgeState`](crate::hedge::HedgeState), the breaker's and throttle's permits) —
 /// and reads the time from the pipeline's clock. The closure executor, the
 /// tower layer and the simulator drive it.
 ///

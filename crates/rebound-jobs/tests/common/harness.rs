@@ -1,0 +1,160 @@
+//! A queue on a manual clock, a test's metrics, and a driver that moves
+//! the clock until a condition holds.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use rebound::{Clock, ManualClock};
+use rebound_jobs::Queue;
+
+/// A queue under test and the clock it reads.
+pub struct Env {
+    pub queue: Arc<dyn Queue>,
+    pub clock: Clock,
+    pub manual: ManualClock,
+    pub name: String,
+    /// Keeps the embedded queue's directory alive.
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+impl Env {
+    /// The wall time on the test's clock.
+    pub fn now(&self) -> rebound_jobs::Timestamp {
+        rebound_jobs::time::wall(&self.clock)
+    }
+}
+
+/// An embedded queue on a manual clock.
+#[cfg(feature = "embedded")]
+pub async fn embedded_env() -> Option<Env> {
+    let (clock, manual) = Clock::manual();
+    let (q, dir) = super::embedded_queue(clock.clone());
+    Some(Env {
+        queue: Arc::new(q),
+        clock,
+        manual,
+        name: super::unique("q"),
+        _dir: Some(dir),
+    })
+}
+
+/// A PostgreSQL queue on a fresh table and a manual clock, or `None`.
+#[cfg(feature = "postgres")]
+pub async fn postgres_env() -> Option<Env> {
+    let (clock, manual) = Clock::manual();
+    let q = super::postgres_queue(clock.clone()).await?;
+    Some(Env {
+        queue: Arc::new(q),
+        clock,
+        manual,
+        name: super::unique("q"),
+        _dir: None,
+    })
+}
+
+/// Advances `manual` by `step` (and lets the runtime run for 2 ms) until
+/// `cond` holds; fails after 5000 steps, naming `what`.
+pub async fn eventually<F, Fut>(manual: &ManualClock, step: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..5000 {
+        if cond().await {
+            return;
+        }
+        manual.advance(step);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+fn snapshotter() -> &'static Snapshotter {
+    static S: OnceLock<Snapshotter> = OnceLock::new();
+    S.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let s = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("no other recorder in this test binary");
+        s
+    })
+}
+
+/// Installs the test binary's metrics recorder (call before building a
+/// worker whose metrics a test reads).
+pub fn metrics() {
+    snapshotter();
+}
+
+/// Every series seen so far: the recorder's snapshots drain counters, so
+/// each read adds the drained values here (tests read their own queue's
+/// series, and may run at the same time).
+#[derive(Default)]
+struct Seen {
+    counters: std::collections::HashMap<(String, Vec<(String, String)>), u64>,
+    gauges: std::collections::HashMap<(String, Vec<(String, String)>), f64>,
+    described: std::collections::HashMap<String, (Option<metrics::Unit>, String)>,
+}
+
+fn seen() -> std::sync::MutexGuard<'static, Seen> {
+    static SEEN: OnceLock<std::sync::Mutex<Seen>> = OnceLock::new();
+    let mut g = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for (key, unit, desc, value) in snapshotter().snapshot().into_vec() {
+        let k = key.key();
+        let labels: Vec<(String, String)> = k
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        let id = (k.name().to_owned(), labels);
+        if let Some(d) = desc {
+            g.described
+                .insert(k.name().to_owned(), (unit, d.to_string()));
+        }
+        match value {
+            DebugValue::Counter(v) => *g.counters.entry(id).or_default() += v,
+            DebugValue::Gauge(v) if v.into_inner() != 0.0 => {
+                g.gauges.insert(id, v.into_inner());
+            }
+            _ => {}
+        }
+    }
+    g
+}
+
+fn has(labels: &[(String, String)], key: &str, value: &str) -> bool {
+    labels.iter().any(|(k, v)| k == key && v == value)
+}
+
+/// The value of counter `name` with label `queue` (and `reason`).
+pub fn counter(name: &str, queue: &str, reason: Option<&str>) -> u64 {
+    seen()
+        .counters
+        .iter()
+        .filter(|((n, labels), _)| {
+            n == name
+                && has(labels, "queue", queue)
+                && reason.is_none_or(|r| has(labels, "reason", r))
+        })
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+/// The last non-zero value of gauge `name` with label `queue`.
+pub fn gauge(name: &str, queue: &str) -> Option<f64> {
+    seen()
+        .gauges
+        .iter()
+        .find(|((n, labels), _)| n == name && has(labels, "queue", queue))
+        .map(|(_, v)| *v)
+}
+
+/// The registered description (unit, help) of metric `name`.
+pub fn description(name: &str) -> Option<(Option<metrics::Unit>, String)> {
+    seen().described.get(name).cloned()
+}
