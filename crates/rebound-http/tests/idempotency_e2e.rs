@@ -26,6 +26,7 @@ fn orders_app(executions: Arc<AtomicU32>) -> Router {
         )
         .layer(
             IdempotencyLayer::builder(MemoryStore::new())
+                .single_tenant()
                 .build()
                 .unwrap(),
         )

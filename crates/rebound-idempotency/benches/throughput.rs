@@ -27,6 +27,10 @@ const CONCURRENCY: usize = 16;
 
 static KEYS: AtomicU64 = AtomicU64::new(0);
 
+/// The redb store, to report its commits (each one fsync).
+#[cfg(feature = "redb")]
+static REDB: std::sync::OnceLock<Arc<rebound_idempotency::RedbStore>> = std::sync::OnceLock::new();
+
 fn handler_app() -> Router {
     Router::new().route(
         "/orders",
@@ -62,6 +66,7 @@ async fn batch(client: &reqwest::Client, url: &str, key: impl Fn(usize) -> Optio
 struct Target {
     name: &'static str,
     addr: SocketAddr,
+    store: Option<Arc<dyn Store>>,
 }
 
 async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
@@ -71,10 +76,9 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
     {
         let path = std::env::temp_dir().join(format!("rebound-bench-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        out.push((
-            "redb",
-            Arc::new(rebound_idempotency::RedbStore::open(&path).unwrap()),
-        ));
+        let store = Arc::new(rebound_idempotency::RedbStore::open(&path).unwrap());
+        let _ = REDB.set(store.clone());
+        out.push(("redb", store));
     }
     #[cfg(feature = "redis")]
     match std::env::var("REBOUND_REDIS_URL") {
@@ -104,29 +108,46 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
     out
 }
 
-fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+/// The bare app and one app per store (only those named in
+/// `REBOUND_BENCH_STORES`, comma-separated, when it is set).
+fn targets(rt: &tokio::runtime::Runtime) -> Vec<Target> {
+    let only = std::env::var("REBOUND_BENCH_STORES").ok();
+    rt.block_on(async {
+        let mut t = vec![Target {
+            name: "bare (no layer)",
+            addr: serve(handler_app()).await,
+            store: None,
+        }];
+        for (name, store) in stores().await {
+            if only
+                .as_deref()
+                .is_some_and(|o| !o.split(',').any(|s| s == name))
+            {
+                continue;
+            }
+            let layer = IdempotencyLayer::builder_shared(store.clone())
+                .single_tenant()
+                .build()
+                .unwrap();
+            t.push(Target {
+                name,
+                addr: serve(handler_app().layer(layer)).await,
+                store: Some(store),
+            });
+        }
+        t
+    })
+}
+
+fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime, targets: &[Target]) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY * 2)
         .build()
         .unwrap();
-    let targets: Vec<Target> = rt.block_on(async {
-        let mut t = vec![Target {
-            name: "bare (no layer)",
-            addr: serve(handler_app()).await,
-        }];
-        for (name, store) in stores().await {
-            let layer = IdempotencyLayer::builder_shared(store).build().unwrap();
-            t.push(Target {
-                name,
-                addr: serve(handler_app().layer(layer)).await,
-            });
-        }
-        t
-    });
 
     let mut group = c.benchmark_group("first_time");
     group.throughput(Throughput::Elements(BATCH as u64));
-    for t in &targets {
+    for t in targets {
         let url = format!("http://{}/orders", t.addr);
         let bare = t.name.starts_with("bare");
         group.bench_function(t.name, |b| {
@@ -149,7 +170,7 @@ fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 
     let mut group = c.benchmark_group("replay");
     group.throughput(Throughput::Elements(BATCH as u64));
-    for t in &targets {
+    for t in targets {
         let url = format!("http://{}/orders", t.addr);
         let bare = t.name.starts_with("bare");
         // One completed key per request slot, replayed over and over.
@@ -172,23 +193,204 @@ fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.finish();
 }
 
+/// Latency clients: each sends its requests one after another.
+const LATENCY_CLIENTS: usize = 8;
+const LATENCY_REQUESTS: usize = 500;
+
+/// `LATENCY_CLIENTS` clients, `n` requests each, one at a time; the time of
+/// every request (send to last body byte).
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    key: impl Fn(usize, usize) -> Option<String>,
+) -> Vec<Duration> {
+    let key = &key;
+    let per_client = futures_util::future::join_all((0..LATENCY_CLIENTS).map(|w| async move {
+        let mut took = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut rb = client.post(url).body("sku-1 x1");
+            if let Some(k) = key(w, i) {
+                rb = rb.header("Idempotency-Key", k);
+            }
+            let start = Instant::now();
+            let r = rb.send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.bytes().await.unwrap();
+            took.push(start.elapsed());
+        }
+        took
+    }))
+    .await;
+    per_client.into_iter().flatten().collect()
+}
+
+/// The store alone, as the layer uses it: `LATENCY_CLIENTS` tasks, each
+/// claiming a new key and completing it, one at a time; the times of the
+/// claims and of the completions.
+async fn store_round_trips(store: &Arc<dyn Store>, n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    use rebound_idempotency::{ClaimOutcome, ClaimRequest, Fingerprint, Timestamp};
+    let base = KEYS.fetch_add((LATENCY_CLIENTS * n) as u64, Ordering::Relaxed);
+    let per_client = futures_util::future::join_all((0..LATENCY_CLIENTS).map(|w| async move {
+        let clock = rebound::Clock::default();
+        let (mut claims, mut completes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 0..n {
+            let key = format!("s{}", base + (w * n + i) as u64);
+            let start = Instant::now();
+            let claimed = store
+                .claim(ClaimRequest {
+                    key: &key,
+                    fingerprint: Fingerprint::of(&[b"sku-1 x1"]),
+                    now: Timestamp::now(&clock),
+                    lease: Duration::from_secs(30),
+                    ttl: Duration::from_secs(600),
+                })
+                .await
+                .unwrap();
+            claims.push(start.elapsed());
+            let ClaimOutcome::Claimed { fence } = claimed else {
+                panic!("not claimed")
+            };
+            let start = Instant::now();
+            store
+                .complete(
+                    &key,
+                    fence,
+                    bytes::Bytes::from_static(b"order for sku-1 x1"),
+                    Timestamp::now(&clock),
+                    Duration::from_secs(600),
+                )
+                .await
+                .unwrap();
+            completes.push(start.elapsed());
+        }
+        (claims, completes)
+    }))
+    .await;
+    let mut claims = Vec::new();
+    let mut completes = Vec::new();
+    for (a, b) in per_client {
+        claims.extend(a);
+        completes.extend(b);
+    }
+    claims.sort();
+    completes.sort();
+    (claims, completes)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// p50 and p99 of each target, and what the layer adds over the bare app,
+/// with 8 clients sending one request at a time each.
+fn latency(rt: &tokio::runtime::Runtime, targets: &[Target]) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(LATENCY_CLIENTS * 2)
+        .build()
+        .unwrap();
+    println!(
+        "\nlatency ({LATENCY_CLIENTS} clients, one request at a time each, {} requests per row):",
+        LATENCY_CLIENTS * LATENCY_REQUESTS
+    );
+    println!(
+        "  {:<18} {:<10} {:>9} {:>9} {:>11} {:>11}",
+        "store", "path", "p50", "p99", "p50 added", "p99 added"
+    );
+    for path in ["first_time", "replay"] {
+        let mut bare = (Duration::ZERO, Duration::ZERO);
+        for t in targets {
+            let url = format!("http://{}/orders", t.addr);
+            let is_bare = t.name.starts_with("bare");
+            let base = KEYS.fetch_add(
+                (LATENCY_CLIENTS * LATENCY_REQUESTS) as u64,
+                Ordering::Relaxed,
+            );
+            let key = move |w: usize, i: usize| {
+                (!is_bare).then(|| format!("l{}", base + (w * LATENCY_REQUESTS + i) as u64))
+            };
+            #[cfg(feature = "redb")]
+            let commits_before = REDB.get().map(|r| r.commits());
+            let mut took = rt.block_on(async {
+                // Warm up (connections, scripts, statements); for replays,
+                // complete every key first.
+                timed(&client, &url, 50, |w, i| key(w, LATENCY_REQUESTS - 1 - i)).await;
+                if path == "replay" {
+                    timed(&client, &url, LATENCY_REQUESTS, key).await;
+                }
+                let fresh = KEYS.fetch_add(
+                    (LATENCY_CLIENTS * LATENCY_REQUESTS) as u64,
+                    Ordering::Relaxed,
+                );
+                if path == "first_time" {
+                    let key = move |w: usize, i: usize| {
+                        (!is_bare)
+                            .then(|| format!("l{}", fresh + (w * LATENCY_REQUESTS + i) as u64))
+                    };
+                    timed(&client, &url, LATENCY_REQUESTS, key).await
+                } else {
+                    timed(&client, &url, LATENCY_REQUESTS, key).await
+                }
+            });
+            #[cfg(feature = "redb")]
+            if let (true, Some(before), Some(redb)) = (t.name == "redb", commits_before, REDB.get())
+            {
+                println!(
+                    "  (redb: {} commits for this row and its warm-up)",
+                    redb.commits() - before
+                );
+            }
+            took.sort();
+            let (p50, p99) = (percentile(&took, 0.50), percentile(&took, 0.99));
+            if is_bare {
+                bare = (p50, p99);
+            }
+            println!(
+                "  {:<18} {:<10} {:>7.3}ms {:>7.3}ms {:>9.3}ms {:>9.3}ms",
+                t.name,
+                path,
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+                (p50.as_secs_f64() - bare.0.as_secs_f64()) * 1e3,
+                (p99.as_secs_f64() - bare.1.as_secs_f64()) * 1e3,
+            );
+        }
+    }
+    println!("\nstore round trips alone ({LATENCY_CLIENTS} tasks, claim then complete, one at a time each):");
+    println!(
+        "  {:<18} {:>11} {:>11} {:>14} {:>14}",
+        "store", "claim p50", "claim p99", "complete p50", "complete p99"
+    );
+    for t in targets {
+        let Some(store) = &t.store else { continue };
+        let (claims, completes) = rt.block_on(async {
+            store_round_trips(store, 50).await;
+            store_round_trips(store, LATENCY_REQUESTS).await
+        });
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "  {:<18} {:>9.3}ms {:>9.3}ms {:>12.3}ms {:>12.3}ms",
+            t.name,
+            ms(percentile(&claims, 0.5)),
+            ms(percentile(&claims, 0.99)),
+            ms(percentile(&completes, 0.5)),
+            ms(percentile(&completes, 0.99)),
+        );
+    }
+}
+
 /// Round trips per claim and per complete, as counted by the store and by
 /// the server.
 #[allow(unused_variables, unused_imports)]
 fn round_trips(rt: &tokio::runtime::Runtime) {
-    use rebound_idempotency::{
-        ClaimOutcome, ClaimRequest, Clock, Fingerprint, StoredResponse, SystemClock,
-    };
+    use rebound_idempotency::{ClaimOutcome, ClaimRequest, Fingerprint, Timestamp};
+    let now = || Timestamp::now(&rebound::Clock::system());
     const N: u64 = 200;
-    let resp = StoredResponse {
-        status: 201,
-        headers: vec![],
-        body: "ok".into(),
-    };
+    let resp = bytes::Bytes::from_static(b"ok");
     let claim = |key: String| ClaimRequest {
         key: Box::leak(key.into_boxed_str()),
         fingerprint: Fingerprint::of(&[b"a"]),
-        now: SystemClock.now(),
+        now: now(),
         lease: Duration::from_secs(30),
         ttl: Duration::from_secs(60),
     };
@@ -209,7 +411,7 @@ fn round_trips(rt: &tokio::runtime::Runtime) {
                 .unwrap();
             // Warm: load scripts.
             let ClaimOutcome::Claimed { fence } = store.claim(claim("warm".into())).await.unwrap() else { panic!() };
-            store.complete("warm", fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+            store.complete("warm", fence, resp.clone(), now(), Duration::from_secs(60)).await.unwrap();
             let (mut c_claim, mut c_complete, mut c_replay) = (0, 0, 0);
             let mut server = 0;
             for i in 0..N {
@@ -218,7 +420,7 @@ fn round_trips(rt: &tokio::runtime::Runtime) {
                 let a = store.round_trips();
                 let ClaimOutcome::Claimed { fence } = store.claim(claim(key.clone())).await.unwrap() else { panic!() };
                 let b = store.round_trips();
-                store.complete(&key, fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+                store.complete(&key, fence, resp.clone(), now(), Duration::from_secs(60)).await.unwrap();
                 let c = store.round_trips();
                 assert!(matches!(store.claim(claim(key.clone())).await.unwrap(), ClaimOutcome::Completed(_)));
                 let d = store.round_trips();
@@ -263,7 +465,7 @@ fn round_trips(rt: &tokio::runtime::Runtime) {
                 let a = store.round_trips();
                 let ClaimOutcome::Claimed { fence } = store.claim(claim(key.clone())).await.unwrap() else { panic!() };
                 let b = store.round_trips();
-                store.complete(&key, fence, &resp, SystemClock.now(), Duration::from_secs(60)).await.unwrap();
+                store.complete(&key, fence, resp.clone(), now(), Duration::from_secs(60)).await.unwrap();
                 let c = store.round_trips();
                 assert!(matches!(store.claim(claim(key.clone())).await.unwrap(), ClaimOutcome::Completed(_)));
                 let d = store.round_trips();
@@ -293,7 +495,15 @@ fn main() {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
-    throughput(&mut c, &rt);
+    let targets = targets(&rt);
+    if std::env::var("REBOUND_BENCH_LATENCY_ONLY").is_err() {
+        throughput(&mut c, &rt, &targets);
+    }
+    latency(&rt, &targets);
+    #[cfg(feature = "redb")]
+    if let Some(redb) = REDB.get() {
+        println!("\nredb: {} commits (one fsync each) for every claim, completion and renewal of this run", redb.commits());
+    }
     round_trips(&rt);
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("REBOUND_POSTGRES_URL") {

@@ -54,7 +54,9 @@ async fn reserve(
     let mut inv = inv.lock().unwrap();
     let left = inv.stock.get(&req.sku).copied().unwrap_or(0);
     if left < req.quantity {
-        // A deterministic 4xx: stored and replayed like a success.
+        // Out of stock: 409, which the default store policy does not store
+        // (its answer may change: stock comes back). Nothing was reserved,
+        // so the key is released and a retry checks the stock again.
         return Err((
             StatusCode::CONFLICT,
             format!("only {left} of {} left", req.sku),
@@ -89,6 +91,7 @@ async fn stock(State(inv): State<Shared>) -> Json<HashMap<String, u32>> {
 fn app(store: Arc<dyn Store>, inv: Shared) -> Router {
     let idempotency = IdempotencyLayer::builder_shared(store)
         .name("inventory")
+        .single_tenant() // one caller: the order service
         .require_key(true)
         .build()
         .expect("valid idempotency config");
@@ -185,6 +188,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         reservations, 1,
         "a retried reservation must never reserve twice"
     );
+
+    // Another order wants the sold-out item: 409, not stored, so its retry
+    // runs again (and would succeed had stock come back meanwhile).
+    let other = || {
+        client
+            .post(&url)
+            .header("Idempotency-Key", "order_124_line_1_reservation")
+            .header("content-type", "application/json")
+            .body(r#"{"sku":"sku-last-item","quantity":1}"#)
+            .send()
+    };
+    let sold_out = other().await?;
+    assert_eq!(sold_out.status(), StatusCode::CONFLICT);
+    show("order 124: reserve the sold-out item", sold_out).await;
+    let retried = other().await?;
+    assert!(!retried.headers().contains_key("idempotent-replayed"));
+    show("order 124: retry (runs again, not replayed)", retried).await;
     server.abort();
     let _ = std::fs::remove_file(std::env::temp_dir().join(format!(
         "rebound-inventory-example-{}.redb",

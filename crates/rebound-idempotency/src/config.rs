@@ -6,162 +6,86 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::{HeaderName, Method, StatusCode};
+use rebound::{Clock, ConfigError};
 
-use crate::clock::{Clock, SystemClock};
+use crate::claim::{ClaimSettings, LeaseOptions};
+use crate::estimate::Durations;
 use crate::event::Event;
 use crate::key::{KeyParser, DEFAULT_MAX_KEY_LEN};
 use crate::layer::IdempotencyLayer;
+use crate::policy::{FailMode, OnDisconnect, StorePolicy, Unstorable, WaitMode};
+use crate::problem::{ErrorBody, Problem, Renderer};
 use crate::store::Store;
 
-/// A setting that `build()` refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid idempotency layer setting `{field}`: {reason}")]
-#[non_exhaustive]
-pub struct ConfigError {
-    /// The builder method / field that was wrong.
-    pub field: &'static str,
-    /// What was wrong with it.
-    pub reason: String,
-}
+const COMPONENT: &str = "idempotency layer";
 
-fn err(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field,
-        reason: reason.into(),
-    }
-}
-
-/// Which handler responses are stored for replay.
-#[derive(Clone, Copy)]
-#[non_exhaustive]
-pub enum StorePolicy {
-    /// 2xx, 3xx and the deterministic 4xx: every 4xx except 401, 403, 408,
-    /// 409, 423, 425 and 429, whose answer may change on retry. 5xx are
-    /// never stored (the claim is released so a retry runs again).
-    Deterministic,
-    /// Every response, 5xx included (Stripe's behaviour). Panics, handler
-    /// errors and cancellations still release the claim.
-    Everything,
-    /// Your own rule.
-    Custom(fn(StatusCode) -> bool),
-}
-
-impl fmt::Debug for StorePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StorePolicy::Deterministic => f.write_str("Deterministic"),
-            StorePolicy::Everything => f.write_str("Everything"),
-            StorePolicy::Custom(_) => f.write_str("Custom(..)"),
-        }
-    }
-}
-
-impl StorePolicy {
-    /// Whether a response with `status` is stored.
-    ///
-    /// ```
-    /// use http::StatusCode;
-    /// use rebound_idempotency::StorePolicy;
-    /// assert!(StorePolicy::Deterministic.stores(StatusCode::CREATED));
-    /// assert!(StorePolicy::Deterministic.stores(StatusCode::UNPROCESSABLE_ENTITY));
-    /// assert!(!StorePolicy::Deterministic.stores(StatusCode::TOO_MANY_REQUESTS));
-    /// assert!(!StorePolicy::Deterministic.stores(StatusCode::BAD_GATEWAY));
-    /// assert!(StorePolicy::Everything.stores(StatusCode::BAD_GATEWAY));
-    /// ```
-    pub fn stores(&self, status: StatusCode) -> bool {
-        match self {
-            StorePolicy::Deterministic => match status.as_u16() {
-                200..=399 => true,
-                401 | 403 | 408 | 409 | 423 | 425 | 429 => false,
-                400..=499 => true,
-                _ => false,
-            },
-            StorePolicy::Everything => true,
-            StorePolicy::Custom(f) => f(status),
-        }
-    }
-}
-
-/// What to do with a response that cannot be stored because it is larger
-/// than the response cap or streams with no known length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Unstorable {
-    /// Release the key, so a retry runs the handler again.
-    Release,
-    /// Mark the key completed-but-not-replayable: a retry gets 409 with the
-    /// problem type [`NOT_REPLAYABLE`](crate::problem::types::NOT_REPLAYABLE)
-    /// and the handler never runs twice.
-    MarkNotReplayable,
-}
-
-/// What to do when the store fails (down, timing out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailMode {
-    /// Refuse with 503 and `Retry-After`; the request does not run.
-    Closed,
-    /// Run the request without protection (logged and counted).
-    Open,
-}
-
-/// Holding duplicates until the original finishes, instead of answering 409.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WaitMode {
-    /// The longest a duplicate waits before it gets 409.
-    pub max_wait: Duration,
-    /// How often the store is asked again while waiting.
-    pub poll_every: Duration,
+fn err(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(COMPONENT, field, message)
 }
 
 pub(crate) type PartsFn<T> = Arc<dyn Fn(&Parts) -> T + Send + Sync>;
 pub(crate) type EventHook = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
+/// Whose keys are whose.
+#[derive(Clone)]
+pub(crate) enum Scope {
+    /// Keys are scoped by the identity the extractor returns; a request
+    /// without one is refused.
+    PerCaller(PartsFn<Option<String>>),
+    /// Every caller shares one scope.
+    SingleTenant,
+}
+
 /// The validated configuration shared by every clone of the service.
 pub(crate) struct Config {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub name: Arc<str>,
+    pub claims: Arc<ClaimSettings>,
     pub parser: KeyParser,
     pub methods: Vec<Method>,
     pub require_key: PartsFn<bool>,
-    pub identity: Option<PartsFn<Option<String>>>,
+    pub scope: Scope,
     pub route: Option<PartsFn<String>>,
     pub fingerprint_headers: Vec<HeaderName>,
     pub mismatch_status: StatusCode,
-    pub lease: Duration,
-    pub renew_every: Option<Duration>,
-    pub ttl: Duration,
     pub wait: Option<WaitMode>,
     pub replay_headers: Vec<HeaderName>,
+    pub replayed_header: HeaderName,
+    pub body_omitted_header: HeaderName,
     pub store_policy: StorePolicy,
     pub max_request_body: usize,
     pub max_response_body: usize,
     pub unstorable: Unstorable,
     pub fail_mode: FailMode,
+    pub on_disconnect: OnDisconnect,
     pub on_event: Option<EventHook>,
+    pub renderer: Renderer,
+    pub durations: Durations,
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("store", &self.store)
-            .field("name", &self.name)
+            .field("claims", &self.claims)
             .field("methods", &self.methods)
-            .field("lease", &self.lease)
-            .field("renew_every", &self.renew_every)
-            .field("ttl", &self.ttl)
             .field("wait", &self.wait)
             .field("store_policy", &self.store_policy)
             .field("max_request_body", &self.max_request_body)
             .field("max_response_body", &self.max_response_body)
             .field("unstorable", &self.unstorable)
             .field("fail_mode", &self.fail_mode)
+            .field("on_disconnect", &self.on_disconnect)
             .finish_non_exhaustive()
     }
 }
 
-/// The headers replayed by default (besides the body and status).
+/// The response headers stored and replayed by default (besides the status
+/// and body).
+///
+/// Representation and location headers only. Headers that belong to one
+/// response and not to the result — `Date`, `Set-Cookie`, `Server`,
+/// request or trace ids (`X-Request-Id`, `traceparent`), rate-limit
+/// counters — are not replayed: a layer outside this one sets the current
+/// request's own. Add names with
+/// [`replay_headers`](IdempotencyLayerBuilder::replay_headers).
 pub const DEFAULT_REPLAY_HEADERS: &[&str] = &[
     "content-type",
     "content-encoding",
@@ -176,6 +100,17 @@ pub const DEFAULT_REPLAY_HEADERS: &[&str] = &[
     "vary",
 ];
 
+/// The default name of the header that marks a replayed response
+/// (`Idempotent-Replayed: true`).
+pub const DEFAULT_REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The default name of the header that marks a replay whose body was not
+/// stored (`Idempotent-Body-Omitted: true`).
+pub const DEFAULT_BODY_OMITTED_HEADER: &str = "idempotent-body-omitted";
+
+/// The largest response body the layer will store (256 MiB).
+pub const MAX_STORED_BODY: usize = 256 * 1024 * 1024;
+
 const FORBIDDEN_REPLAY_HEADERS: &[&str] = &[
     "set-cookie",
     "set-cookie2",
@@ -185,51 +120,60 @@ const FORBIDDEN_REPLAY_HEADERS: &[&str] = &[
     "keep-alive",
     "upgrade",
     "trailer",
-    "idempotent-replayed",
 ];
 
 /// Builds an [`IdempotencyLayer`]; every setter states its default.
+///
+/// One choice has no default: whose keys are whose. Call
+/// [`identity`](Self::identity) to scope keys per caller (one caller never
+/// sees another's stored response), or
+/// [`single_tenant`](Self::single_tenant) when every caller may share keys;
+/// `build()` refuses a builder with neither.
 ///
 /// ```
 /// use rebound_idempotency::{IdempotencyLayer, MemoryStore, StorePolicy};
 /// use std::time::Duration;
 /// let layer = IdempotencyLayer::builder(MemoryStore::new())
 ///     .name("payments")
+///     .identity(|parts| parts.headers.get("x-account-id")?.to_str().ok().map(String::from))
 ///     .lease(Duration::from_secs(10))
 ///     .ttl(Duration::from_secs(3600))
 ///     .require_key(true)
-///     .identity(|parts| parts.headers.get("x-account-id")?.to_str().ok().map(String::from))
 ///     .store_policy(StorePolicy::Deterministic)
 ///     .build()
 ///     .unwrap();
 /// # let _ = layer;
 ///
-/// let bad = IdempotencyLayer::builder(MemoryStore::new()).lease(Duration::ZERO).build();
-/// assert_eq!(bad.unwrap_err().field, "lease");
+/// let bad = IdempotencyLayer::builder(MemoryStore::new()).single_tenant().lease(Duration::ZERO).build();
+/// assert_eq!(bad.unwrap_err().field(), "lease");
+/// let unscoped = IdempotencyLayer::builder(MemoryStore::new()).build();
+/// assert_eq!(unscoped.unwrap_err().field(), "identity");
 /// ```
 pub struct IdempotencyLayerBuilder {
     store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
     name: String,
     lenient: bool,
     max_key_len: usize,
     methods: Vec<Method>,
     require_key: PartsFn<bool>,
-    identity: Option<PartsFn<Option<String>>>,
+    scope: Option<Scope>,
     route: Option<PartsFn<String>>,
     fingerprint_headers: Vec<String>,
     mismatch_status: u16,
-    lease: Duration,
-    renew_every: Option<Option<Duration>>,
-    ttl: Duration,
+    lease: LeaseOptions,
     wait: Option<WaitMode>,
     replay_headers: Vec<String>,
+    replayed_header: String,
+    body_omitted_header: String,
     store_policy: StorePolicy,
     max_request_body: usize,
     max_response_body: usize,
     unstorable: Unstorable,
     fail_mode: FailMode,
+    on_disconnect: OnDisconnect,
     on_event: Option<EventHook>,
+    renderer: Renderer,
 }
 
 impl fmt::Debug for IdempotencyLayerBuilder {
@@ -245,35 +189,38 @@ impl IdempotencyLayerBuilder {
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         IdempotencyLayerBuilder {
             store,
-            clock: Arc::new(SystemClock),
+            clock: Clock::default(),
             name: "default".into(),
             lenient: true,
             max_key_len: DEFAULT_MAX_KEY_LEN,
             methods: vec![Method::POST, Method::PATCH],
             require_key: Arc::new(|_| false),
-            identity: None,
+            scope: None,
             route: None,
             fingerprint_headers: Vec::new(),
             mismatch_status: 422,
-            lease: Duration::from_secs(30),
-            renew_every: None,
-            ttl: Duration::from_secs(24 * 3600),
+            lease: LeaseOptions::default(),
             wait: None,
             replay_headers: DEFAULT_REPLAY_HEADERS
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            replayed_header: DEFAULT_REPLAYED_HEADER.into(),
+            body_omitted_header: DEFAULT_BODY_OMITTED_HEADER.into(),
             store_policy: StorePolicy::Deterministic,
             max_request_body: 1024 * 1024,
             max_response_body: 1024 * 1024,
-            unstorable: Unstorable::Release,
+            unstorable: Unstorable::StoreWithoutBody,
             fail_mode: FailMode::Closed,
+            on_disconnect: OnDisconnect::RunToCompletion,
             on_event: None,
+            renderer: Renderer::default(),
         }
     }
 
-    /// The clock for leases, retention and waits. Default: [`SystemClock`].
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    /// The clock for leases, retention, waits and the stored timestamps
+    /// (its wall time). Default: [`Clock::default()`] (tokio's clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -318,16 +265,30 @@ impl IdempotencyLayerBuilder {
         self
     }
 
-    /// Who the caller is (e.g. the authenticated principal put in the
-    /// extensions by an auth layer). Keys are scoped by it, so one caller
-    /// never sees another's stored response. Default: none (all callers
-    /// share one scope — set this when callers are not trusted to pick
-    /// unguessable keys).
+    /// Who the caller is (e.g. the authenticated principal an auth layer put
+    /// in the extensions, or an API key header). Keys are scoped by it, so
+    /// one caller never sees another's stored response. A request for which
+    /// it returns `None` is refused with 400 and the code
+    /// [`identity-missing`](crate::problem::codes::IDENTITY_MISSING), never
+    /// run in a shared scope: run authentication before this layer.
+    ///
+    /// Either this or [`single_tenant`](Self::single_tenant) is required.
     pub fn identity(
         mut self,
         f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
-        self.identity = Some(Arc::new(f));
+        self.scope = Some(Scope::PerCaller(Arc::new(f)));
+        self
+    }
+
+    /// Every caller shares one scope of keys: a key sent by one caller
+    /// replays the response stored for another. Only for services with a
+    /// single trusted client (or clients trusted to pick unguessable keys
+    /// and never to share them).
+    ///
+    /// Either this or [`identity`](Self::identity) is required.
+    pub fn single_tenant(mut self) -> Self {
+        self.scope = Some(Scope::SingleTenant);
         self
     }
 
@@ -359,20 +320,33 @@ impl IdempotencyLayerBuilder {
     /// How long a claim holds before another request may take it over if
     /// the holder stops renewing. Default: 30 s.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.lease.lease = lease;
         self
     }
 
     /// How often the lease is renewed while the handler runs; `None` turns
     /// renewal off. Default: a third of the lease.
     pub fn renew_every(mut self, every: Option<Duration>) -> Self {
-        self.renew_every = Some(every);
+        self.lease.renew_every = Some(every);
         self
     }
 
     /// How long a completed response is kept for replay. Default: 24 h.
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.lease.ttl = ttl;
+        self
+    }
+
+    /// How long storing a response is retried in the background when the
+    /// store fails, with the lease renewed meanwhile (exponential backoff
+    /// from 100 ms up to 5 s, full jitter). Default: 2 minutes.
+    ///
+    /// The client already has its response; duplicates get 409 until the
+    /// write lands (then the replay), or 503 while the store is down. If
+    /// it never lands, the lease runs out and a retry after that runs the
+    /// handler again (with [`previous_attempts`](crate::IdempotencyContext::previous_attempts) > 0).
+    pub fn complete_retry_for(mut self, how_long: Duration) -> Self {
+        self.lease.complete_retry_for = how_long;
         self
     }
 
@@ -399,6 +373,22 @@ impl IdempotencyLayerBuilder {
         self
     }
 
+    /// The header that marks a replayed response (value `true`). Default:
+    /// `Idempotent-Replayed` ([`DEFAULT_REPLAYED_HEADER`]); some APIs use
+    /// `Idempotency-Replayed`.
+    pub fn replayed_header(mut self, name: impl Into<String>) -> Self {
+        self.replayed_header = name.into();
+        self
+    }
+
+    /// The header that marks a replay whose body was not stored (value
+    /// `true`), see [`Unstorable::StoreWithoutBody`]. Default:
+    /// `Idempotent-Body-Omitted` ([`DEFAULT_BODY_OMITTED_HEADER`]).
+    pub fn body_omitted_header(mut self, name: impl Into<String>) -> Self {
+        self.body_omitted_header = name.into();
+        self
+    }
+
     /// Which responses are stored. Default: [`StorePolicy::Deterministic`].
     pub fn store_policy(mut self, policy: StorePolicy) -> Self {
         self.store_policy = policy;
@@ -412,14 +402,16 @@ impl IdempotencyLayerBuilder {
         self
     }
 
-    /// The largest response body stored for replay. Default: 1 MiB.
+    /// The largest response body stored for replay (at most
+    /// [`MAX_STORED_BODY`], 256 MiB). Larger ones are handled by
+    /// [`unstorable`](Self::unstorable). Default: 1 MiB.
     pub fn max_response_body(mut self, bytes: usize) -> Self {
         self.max_response_body = bytes;
         self
     }
 
-    /// What to do with responses too large to store or streaming.
-    /// Default: [`Unstorable::Release`].
+    /// What to do with a response whose body is over the response cap.
+    /// Default: [`Unstorable::StoreWithoutBody`].
     pub fn unstorable(mut self, what: Unstorable) -> Self {
         self.unstorable = what;
         self
@@ -431,6 +423,13 @@ impl IdempotencyLayerBuilder {
         self
     }
 
+    /// What happens to a handler whose client hangs up. Default:
+    /// [`OnDisconnect::RunToCompletion`].
+    pub fn on_disconnect(mut self, what: OnDisconnect) -> Self {
+        self.on_disconnect = what;
+        self
+    }
+
     /// Called for every request's outcome (after the tracing event).
     /// Default: none.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
@@ -438,19 +437,31 @@ impl IdempotencyLayerBuilder {
         self
     }
 
+    /// Render error bodies yourself, e.g. in your API's error envelope (see
+    /// [`problem`](crate::problem)). The layer keeps the status and the
+    /// `Retry-After` header. Default: problem+json with `type`, `code`,
+    /// `title`, `status` and `detail`.
+    pub fn error_body(mut self, f: impl Fn(&Problem) -> ErrorBody + Send + Sync + 'static) -> Self {
+        self.renderer = Renderer::custom(f);
+        self
+    }
+
     /// Validate and build the layer.
     pub fn build(self) -> Result<IdempotencyLayer, ConfigError> {
-        if self.name.is_empty() {
-            return Err(err("name", "must not be empty"));
-        }
+        let Some(scope) = self.scope else {
+            return Err(err(
+                "identity",
+                "is not set: call .identity(..) to scope keys per caller, or .single_tenant() if every caller may share keys",
+            ));
+        };
         if self.max_key_len == 0 || self.max_key_len > 4096 {
             return Err(err(
                 "max_key_len",
-                format!("{} is outside 1..=4096", self.max_key_len),
+                format!("must be within 1..=4096 (got {})", self.max_key_len),
             ));
         }
         if self.methods.is_empty() {
-            return Err(err("methods", "at least one method must be covered"));
+            return Err(err("methods", "must cover at least one method"));
         }
         for m in &self.methods {
             if matches!(
@@ -459,7 +470,9 @@ impl IdempotencyLayerBuilder {
             ) {
                 return Err(err(
                     "methods",
-                    format!("{m} is a safe method; Idempotency-Key on it is ignored"),
+                    format!(
+                        "must not include {m}: a safe method, whose Idempotency-Key is ignored"
+                    ),
                 ));
             }
         }
@@ -477,36 +490,9 @@ impl IdempotencyLayerBuilder {
             .ok_or_else(|| {
                 err(
                     "mismatch_status",
-                    format!("{} is not a 4xx status", self.mismatch_status),
+                    format!("must be a 4xx status (got {})", self.mismatch_status),
                 )
             })?;
-        if self.lease < Duration::from_millis(1) {
-            return Err(err("lease", "must be at least 1 ms"));
-        }
-        let renew_every = match self.renew_every {
-            None => Some(self.lease / 3),
-            Some(None) => None,
-            Some(Some(d)) if d.is_zero() || d >= self.lease => {
-                return Err(err(
-                    "renew_every",
-                    format!(
-                        "{d:?} must be greater than zero and shorter than the lease ({:?})",
-                        self.lease
-                    ),
-                ))
-            }
-            Some(Some(d)) => Some(d),
-        };
-        let renew_every = renew_every.filter(|d| !d.is_zero());
-        if self.ttl < self.lease {
-            return Err(err(
-                "ttl",
-                format!(
-                    "{:?} is shorter than the lease ({:?})",
-                    self.ttl, self.lease
-                ),
-            ));
-        }
         if let Some(w) = self.wait {
             if w.poll_every.is_zero() || w.max_wait.is_zero() {
                 return Err(err(
@@ -524,39 +510,69 @@ impl IdempotencyLayerBuilder {
                 if FORBIDDEN_REPLAY_HEADERS.contains(&name.as_str()) {
                     return Err(err(
                         "replay_headers",
-                        format!("{name} must never be replayed"),
+                        format!("must not include {name}: it is never replayed"),
                     ));
                 }
                 Ok(name)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let marker = |field: &'static str, n: &str| {
+            let name = HeaderName::try_from(n)
+                .map_err(|_| err(field, format!("{n:?} is not a header name")))?;
+            if replay_headers.contains(&name) || FORBIDDEN_REPLAY_HEADERS.contains(&name.as_str()) {
+                return Err(err(
+                    field,
+                    format!("{name} is a stored or forbidden response header"),
+                ));
+            }
+            Ok(name)
+        };
+        let replayed_header = marker("replayed_header", &self.replayed_header)?;
+        let body_omitted_header = marker("body_omitted_header", &self.body_omitted_header)?;
+        if replayed_header == body_omitted_header {
+            return Err(err(
+                "body_omitted_header",
+                "must differ from the replayed header",
+            ));
+        }
         if self.max_request_body == 0 {
             return Err(err("max_request_body", "must be greater than zero"));
         }
+        if self.max_response_body > MAX_STORED_BODY {
+            return Err(err(
+                "max_response_body",
+                format!(
+                    "must be at most {MAX_STORED_BODY} bytes (got {})",
+                    self.max_response_body
+                ),
+            ));
+        }
+        let claims =
+            ClaimSettings::build(COMPONENT, self.store, self.clock, &self.name, self.lease)?;
         Ok(IdempotencyLayer::from_config(Config {
-            store: self.store,
-            clock: self.clock,
-            name: self.name.into(),
+            claims: Arc::new(claims),
             parser: KeyParser::default()
                 .lenient(self.lenient)
                 .max_len(self.max_key_len),
             methods: self.methods,
             require_key: self.require_key,
-            identity: self.identity,
+            scope,
             route: self.route,
             fingerprint_headers,
             mismatch_status,
-            lease: self.lease,
-            renew_every,
-            ttl: self.ttl,
             wait: self.wait,
             replay_headers,
+            replayed_header,
+            body_omitted_header,
             store_policy: self.store_policy,
             max_request_body: self.max_request_body,
             max_response_body: self.max_response_body,
             unstorable: self.unstorable,
             fail_mode: self.fail_mode,
+            on_disconnect: self.on_disconnect,
             on_event: self.on_event,
+            renderer: self.renderer,
+            durations: Durations::default(),
         }))
     }
 }
@@ -567,12 +583,16 @@ mod tests {
     use crate::MemoryStore;
 
     fn b() -> IdempotencyLayerBuilder {
-        IdempotencyLayerBuilder::new(Arc::new(MemoryStore::new()))
+        IdempotencyLayerBuilder::new(Arc::new(MemoryStore::new())).single_tenant()
     }
 
     #[test]
     fn every_bad_setting_names_its_field() {
         let cases: Vec<(IdempotencyLayerBuilder, &str)> = vec![
+            (
+                IdempotencyLayerBuilder::new(Arc::new(MemoryStore::new())),
+                "identity",
+            ),
             (b().name(""), "name"),
             (b().max_key_len(0), "max_key_len"),
             (b().methods([]), "methods"),
@@ -589,20 +609,33 @@ mod tests {
                 "renew_every",
             ),
             (b().ttl(Duration::from_secs(1)), "ttl"),
+            (b().complete_retry_for(Duration::ZERO), "complete_retry_for"),
             (
                 b().wait_for_in_progress(Duration::ZERO, Duration::from_millis(5)),
                 "wait_for_in_progress",
             ),
             (b().replay_headers(["Set-Cookie"]), "replay_headers"),
             (b().replay_headers(["no good"]), "replay_headers"),
+            (b().replayed_header("no good"), "replayed_header"),
+            (b().replayed_header("location"), "replayed_header"),
+            (
+                b().body_omitted_header("idempotent-replayed"),
+                "body_omitted_header",
+            ),
             (b().max_request_body(0), "max_request_body"),
+            (
+                b().max_response_body(MAX_STORED_BODY + 1),
+                "max_response_body",
+            ),
         ];
         for (builder, field) in cases {
             let e = builder.build().unwrap_err();
-            assert_eq!(e.field, field, "{e}");
+            assert_eq!(e.field(), field, "{e}");
+            assert_eq!(e.component(), "idempotency layer");
             assert!(e.to_string().contains(field), "{e}");
         }
         assert!(b().methods([Method::PUT, Method::DELETE]).build().is_ok());
         assert!(b().renew_every(None).build().is_ok());
+        assert!(b().replayed_header("Idempotency-Replayed").build().is_ok());
     }
 }

@@ -20,7 +20,12 @@
 //!             (axum::http::StatusCode::CREATED, format!("reservation {n} for {body}"))
 //!         }),
 //!     )
-//!     .layer(IdempotencyLayer::builder(MemoryStore::new()).build().unwrap());
+//!     .layer(
+//!         IdempotencyLayer::builder(MemoryStore::new())
+//!             .single_tenant() // one trusted client; see `identity` for per-caller keys
+//!             .build()
+//!             .unwrap(),
+//!     );
 //!
 //! let request = || {
 //!     Request::post("/inventory/reservations")
@@ -49,60 +54,83 @@
 //! For each `POST`/`PATCH` (configurable) carrying an `Idempotency-Key`
 //! (an RFC 9651 sf-string, or a bare token in lenient mode), the layer
 //! buffers the body, fingerprints method, path, query and body, and makes
-//! **one atomic claim** in a [`Store`] under a key scoped by caller identity,
-//! method and route. Then:
+//! **one atomic claim** in a [`Store`] under a key scoped by caller identity
+//! ([`identity`](IdempotencyLayerBuilder::identity), or explicitly
+//! [`single_tenant`](IdempotencyLayerBuilder::single_tenant)), method and
+//! route. Then:
 //!
 //! * first time: the handler runs under a **lease** that is renewed while it
 //!   runs; its response is stored (2xx, 3xx and deterministic 4xx by
 //!   default) with a **fencing token**, so a holder whose lease was taken
 //!   over cannot overwrite the new owner's record;
-//! * completed: the stored status, allow-listed headers and body are
-//!   replayed with `Idempotent-Replayed: true`;
-//! * still running: `409` with `Retry-After` (or wait, if configured);
+//! * the client hangs up: the handler runs to its end anyway and its
+//!   response is stored ([`OnDisconnect`]);
+//! * completed: the stored status, replay headers and body are replayed with
+//!   `Idempotent-Replayed: true` (a body over the cap is omitted and the
+//!   replay says so, see [`Unstorable`]);
+//! * still running: `409` with a `Retry-After` estimated from the route's
+//!   recent handler durations (or wait, if configured);
 //! * different request with the same key: `422`, the record untouched;
-//! * 5xx, handler error, panic, or the client going away: the claim is
-//!   released so a retry runs again;
+//! * 5xx, handler error or panic: the claim is released so a retry runs again;
+//! * saving the response fails: retried in the background while the lease
+//!   is renewed;
 //! * store down: `503` (fail closed) unless configured to fail open.
 //!
-//! Errors are `application/problem+json` with stable [`problem::types`].
-//! The README has the full wire behaviour table.
+//! Errors are `application/problem+json` with a stable `type` and `code`
+//! ([`problem`]), or your API's own envelope. The README has the full wire
+//! behaviour table, and what each store guarantees across restarts.
+//!
+//! The same stores, leases and fencing serve message consumers and
+//! background jobs through [`once::Once`]: run a closure once per
+//! `(scope, key)`, get the stored value on repeats.
 //!
 //! # Stores
 //!
 //! | store | feature | for |
 //! |---|---|---|
 //! | [`MemoryStore`] | always | tests, one process |
-//! | [`RedbStore`] | `redb` (default) | one host, durable file, no server |
+//! | [`RedbStore`] | `redb` (default) | one host, durable file (group commit), no server |
 //! | [`RedisStore`] | `redis` | a fleet; one Lua script per operation, Cluster-safe keys |
 //! | [`PostgresStore`] | `postgres` | a fleet; `INSERT … ON CONFLICT`, fenced `UPDATE` |
 //!
 //! All of them pass the same conformance suite (`tests/conformance.rs`).
-//! Time comes from an injected [`Clock`]; [`ManualClock`] moves it by hand
-//! in tests.
+//! Time comes from an injected [`rebound::Clock`] (its wall time for stored
+//! timestamps); a manual one moves it by hand in tests.
 
-pub mod clock;
-pub mod config;
-pub mod event;
-pub mod key;
-pub mod layer;
+mod body;
+mod claim;
+mod config;
+mod detach;
+mod estimate;
+mod event;
+mod key;
+mod layer;
+pub mod once;
+mod policy;
 pub mod problem;
-pub mod record;
+mod record;
+mod response;
+mod run;
 pub mod store;
+mod time;
 
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use body::ResponseBody;
 pub use config::{
-    ConfigError, FailMode, IdempotencyLayerBuilder, StorePolicy, Unstorable, WaitMode,
-    DEFAULT_REPLAY_HEADERS,
+    IdempotencyLayerBuilder, DEFAULT_BODY_OMITTED_HEADER, DEFAULT_REPLAYED_HEADER,
+    DEFAULT_REPLAY_HEADERS, MAX_STORED_BODY,
 };
-pub use event::{Event, IdempotencyContext, Outcome};
-pub use key::{IdempotencyKey, KeyError, KeyParser, IDEMPOTENCY_KEY};
-pub use layer::{IdempotencyLayer, IdempotencyService, ResponseBody, IDEMPOTENT_REPLAYED};
-pub use record::{ClaimOutcome, ClaimRequest, DecodeError, Fingerprint, StoredResponse};
+pub use event::{Event, IdempotencyContext, RequestOutcome};
+pub use key::{IdempotencyKey, KeyError, KeyParser, DEFAULT_MAX_KEY_LEN, IDEMPOTENCY_KEY};
+pub use layer::{IdempotencyLayer, IdempotencyService};
+pub use policy::{FailMode, OnDisconnect, StorePolicy, Unstorable, WaitMode};
+pub use record::{ClaimOutcome, ClaimRequest, DecodeError, Fingerprint};
+pub use response::StoredResponse;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "redb")]
-pub use store::redb::RedbStore;
+pub use store::redb::{RedbOptions, RedbStore};
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
 pub use store::{spawn_sweeper, BoxError, Store, StoreError};
+pub use time::Timestamp;

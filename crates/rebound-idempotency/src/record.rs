@@ -1,4 +1,8 @@
 //! What a store keeps per key, and what a claim answers.
+//!
+//! Stores keep the result of a completed key as opaque bytes: the HTTP layer
+//! keeps an encoded [`StoredResponse`](crate::StoredResponse), the
+//! function-level [`once`](crate::once) API a serialized value.
 
 use std::fmt;
 use std::time::Duration;
@@ -6,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::clock::Timestamp;
+use crate::time::Timestamp;
 
 /// A SHA-256 hash of the parts of a request that must match for a replay
 /// (method, path, query, body and configured headers).
@@ -46,101 +50,25 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
-/// A response as stored for replay: status, allow-listed headers, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    /// HTTP status code.
-    pub status: u16,
-    /// Header names (lower case) and raw values, in order.
-    pub headers: Vec<(String, Bytes)>,
-    /// The full body.
-    pub body: Bytes,
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
-/// Why stored bytes could not be read back as a [`StoredResponse`].
+/// Why stored bytes could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("stored response is corrupt: {0}")]
+#[error("stored record is corrupt: {0}")]
 pub struct DecodeError(&'static str);
 
-const FORMAT_V1: u8 = 1;
-
-impl StoredResponse {
-    /// Encode to the compact binary form every store keeps.
-    ///
-    /// ```
-    /// use rebound_idempotency::StoredResponse;
-    /// let r = StoredResponse { status: 201, headers: vec![("content-type".into(), "text/plain".into())], body: "ok".into() };
-    /// assert_eq!(StoredResponse::decode(&r.encode()).unwrap(), r);
-    /// ```
-    pub fn encode(&self) -> Vec<u8> {
-        let hlen: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| 6 + n.len() + v.len())
-            .sum();
-        let mut out = Vec::with_capacity(1 + 2 + 2 + hlen + 4 + self.body.len());
-        out.push(FORMAT_V1);
-        out.extend_from_slice(&self.status.to_be_bytes());
-        out.extend_from_slice(&(self.headers.len().min(u16::MAX as usize) as u16).to_be_bytes());
-        for (name, value) in self.headers.iter().take(u16::MAX as usize) {
-            out.extend_from_slice(&(name.len().min(u16::MAX as usize) as u16).to_be_bytes());
-            out.extend_from_slice(&name.as_bytes()[..name.len().min(u16::MAX as usize)]);
-            out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-            out.extend_from_slice(value);
-        }
-        out.extend_from_slice(&(self.body.len() as u32).to_be_bytes());
-        out.extend_from_slice(&self.body);
-        out
-    }
-
-    /// Decode what [`encode`](Self::encode) wrote.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader(bytes);
-        if r.take(1)? != [FORMAT_V1] {
-            return Err(DecodeError("unknown format version"));
-        }
-        let status = r.u16()?;
-        let n = r.u16()? as usize;
-        let mut headers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let nl = r.u16()? as usize;
-            let name = std::str::from_utf8(r.take(nl)?)
-                .map_err(|_| DecodeError("header name is not UTF-8"))?
-                .to_owned();
-            let vl = r.u32()? as usize;
-            headers.push((name, Bytes::copy_from_slice(r.take(vl)?)));
-        }
-        let bl = r.u32()? as usize;
-        let body = Bytes::copy_from_slice(r.take(bl)?);
-        if !r.0.is_empty() {
-            return Err(DecodeError("trailing bytes"));
-        }
-        Ok(StoredResponse {
-            status,
-            headers,
-            body,
-        })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError("truncated"));
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+impl DecodeError {
+    pub(crate) fn new(what: &'static str) -> Self {
+        DecodeError(what)
     }
 }
 
@@ -174,8 +102,9 @@ pub enum ClaimOutcome {
         /// Time left on the holder's lease.
         retry_after: Duration,
     },
-    /// The key completed with this response (same fingerprint).
-    Completed(StoredResponse),
+    /// The key completed with this result (same fingerprint): the bytes
+    /// passed to [`Store::complete`](crate::Store::complete).
+    Completed(Bytes),
     /// The key is live with a different fingerprint; nothing was changed.
     Mismatch,
 }
@@ -211,22 +140,21 @@ impl Record {
     }
 
     /// The answer for a claim that cannot take this record.
-    pub fn outcome_when_held(
-        &self,
-        req: &ClaimRequest<'_>,
-    ) -> Result<ClaimOutcome, crate::StoreError> {
+    pub fn outcome_when_held(&self, req: &ClaimRequest<'_>) -> ClaimOutcome {
         if self.fingerprint != req.fingerprint {
-            return Ok(ClaimOutcome::Mismatch);
+            return ClaimOutcome::Mismatch;
         }
         match self.state {
-            State::InProgress => Ok(ClaimOutcome::InProgress {
+            State::InProgress => ClaimOutcome::InProgress {
                 retry_after: self.lease_expires_at.saturating_duration_since(req.now),
-            }),
-            State::Completed => {
-                let bytes = self.response.as_deref().unwrap_or_default();
-                Ok(ClaimOutcome::Completed(StoredResponse::decode(bytes)?))
-            }
-            State::Released => unreachable_released(),
+            },
+            State::Completed => ClaimOutcome::Completed(self.response.clone().unwrap_or_default()),
+            // A released record is always claimable, so this is never
+            // reached; answer conservatively rather than panic if that
+            // ever changes.
+            State::Released => ClaimOutcome::InProgress {
+                retry_after: Duration::from_millis(1),
+            },
         }
     }
 
@@ -261,13 +189,13 @@ impl Record {
     #[cfg_attr(not(feature = "redb"), allow(dead_code))]
     pub fn decode(b: &[u8]) -> Result<Record, DecodeError> {
         if b.len() < 57 {
-            return Err(DecodeError("record truncated"));
+            return Err(DecodeError::new("record truncated"));
         }
         let state = match b[0] {
             0 => State::InProgress,
             1 => State::Completed,
             2 => State::Released,
-            _ => return Err(DecodeError("unknown record state")),
+            _ => return Err(DecodeError::new("unknown record state")),
         };
         let u64_at = |i: usize| {
             let mut a = [0u8; 8];
@@ -287,14 +215,6 @@ impl Record {
     }
 }
 
-// A released record is always claimable, so `outcome_when_held` never sees
-// one; answer conservatively rather than panic if that ever changes.
-fn unreachable_released() -> Result<ClaimOutcome, crate::StoreError> {
-    Ok(ClaimOutcome::InProgress {
-        retry_after: Duration::from_millis(1),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,18 +231,5 @@ mod tests {
         };
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         assert!(Record::decode(&[9; 60]).is_err());
-    }
-
-    #[test]
-    fn corrupt_response_is_an_error_not_a_panic() {
-        let r = StoredResponse {
-            status: 200,
-            headers: vec![("a".into(), Bytes::from_static(b"b"))],
-            body: Bytes::from_static(b"hello"),
-        };
-        let enc = r.encode();
-        for cut in 0..enc.len() {
-            assert!(StoredResponse::decode(&enc[..cut]).is_err());
-        }
     }
 }

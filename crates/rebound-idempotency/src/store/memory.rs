@@ -8,15 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::clock::Timestamp;
-use crate::record::{ClaimOutcome, ClaimRequest, Record, State, StoredResponse};
+use crate::record::{ClaimOutcome, ClaimRequest, Record, State};
 use crate::store::{Store, StoreError};
+use crate::time::Timestamp;
 
 /// Records in a `HashMap` in this process.
 ///
 /// ```
 /// use rebound_idempotency::{MemoryStore, IdempotencyLayer};
-/// let layer = IdempotencyLayer::builder(MemoryStore::new()).build().unwrap();
+/// let layer = IdempotencyLayer::builder(MemoryStore::new()).single_tenant().build().unwrap();
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Default)]
@@ -65,7 +65,7 @@ impl Store for MemoryStore {
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<ClaimOutcome, StoreError> {
         let mut map = self.lock();
         match map.get_mut(req.key) {
-            Some(rec) if !rec.claimable(req.now) => rec.outcome_when_held(&req),
+            Some(rec) if !rec.claimable(req.now) => Ok(rec.outcome_when_held(&req)),
             Some(rec) => {
                 *rec = Record::claimed(Some(rec), &req);
                 Ok(ClaimOutcome::Claimed { fence: rec.fence })
@@ -96,14 +96,13 @@ impl Store for MemoryStore {
         &self,
         key: &str,
         fence: u64,
-        response: &StoredResponse,
+        result: Bytes,
         now: Timestamp,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let encoded = Bytes::from(response.encode());
         self.with_held(key, fence, |r| {
             r.state = State::Completed;
-            r.response = Some(encoded);
+            r.response = Some(result);
             r.expires_at = now + ttl;
         })
     }

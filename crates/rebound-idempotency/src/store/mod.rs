@@ -22,8 +22,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::clock::{Clock, Timestamp};
-use crate::record::{ClaimOutcome, ClaimRequest, DecodeError, StoredResponse};
+use bytes::Bytes;
+use rebound::Clock;
+
+use crate::record::{ClaimOutcome, ClaimRequest, DecodeError};
+use crate::time::Timestamp;
 
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -102,13 +105,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         lease: Duration,
     ) -> Result<(), StoreError>;
 
-    /// Store `response` for the record held under `fence`, kept until
-    /// `now + ttl`.
+    /// Store `result` for the record held under `fence`, kept until
+    /// `now + ttl`. Later claims with the same fingerprint get it back as
+    /// [`ClaimOutcome::Completed`].
     async fn complete(
         &self,
         key: &str,
         fence: u64,
-        response: &StoredResponse,
+        result: Bytes,
         now: Timestamp,
         ttl: Duration,
     ) -> Result<(), StoreError>;
@@ -143,11 +147,11 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         &self,
         key: &str,
         fence: u64,
-        response: &StoredResponse,
+        result: Bytes,
         now: Timestamp,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        (**self).complete(key, fence, response, now, ttl).await
+        (**self).complete(key, fence, result, now, ttl).await
     }
     async fn release(&self, key: &str, fence: u64) -> Result<(), StoreError> {
         (**self).release(key, fence).await
@@ -162,23 +166,23 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 ///
 /// ```no_run
 /// # async fn f() {
-/// use rebound_idempotency::{spawn_sweeper, MemoryStore, SystemClock};
+/// use rebound_idempotency::{spawn_sweeper, MemoryStore};
 /// use std::{sync::Arc, time::Duration};
 /// let store = Arc::new(MemoryStore::new());
-/// let sweeper = spawn_sweeper(store.clone(), Arc::new(SystemClock), Duration::from_secs(60), 1000);
+/// let sweeper = spawn_sweeper(store.clone(), rebound::Clock::default(), Duration::from_secs(60), 1000);
 /// # sweeper.abort();
 /// # }
 /// ```
 pub fn spawn_sweeper(
     store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
     every: Duration,
     batch: usize,
 ) -> tokio::task::JoinHandle<()> {
     let batch = batch.max(1);
     tokio::spawn(async move {
         loop {
-            match store.sweep(clock.now(), batch).await {
+            match store.sweep(Timestamp::now(&clock), batch).await {
                 Ok(n) if n >= batch => {
                     tokio::task::yield_now().await;
                     continue;
@@ -186,7 +190,7 @@ pub fn spawn_sweeper(
                 Ok(n) => tracing::debug!(deleted = n, "idempotency sweep"),
                 Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
             }
-            clock.sleep(every).await;
+            clock.timer_after(every).await;
         }
     })
 }

@@ -17,9 +17,11 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::clock::{duration_millis, Timestamp};
-use crate::record::{ClaimOutcome, ClaimRequest, StoredResponse};
+use bytes::Bytes;
+
+use crate::record::{ClaimOutcome, ClaimRequest};
 use crate::store::{Store, StoreError};
+use crate::time::{duration_millis, Timestamp};
 
 /// Default table name.
 pub const DEFAULT_TABLE: &str = "rebound_idempotency";
@@ -349,9 +351,9 @@ impl Store for PostgresStore {
                     }),
                     _ => {
                         let resp: Option<&[u8]> = row.try_get(6).map_err(pg_err)?;
-                        Ok(ClaimOutcome::Completed(StoredResponse::decode(
+                        Ok(ClaimOutcome::Completed(Bytes::copy_from_slice(
                             resp.unwrap_or_default(),
-                        )?))
+                        )))
                     }
                 };
             }
@@ -379,12 +381,12 @@ impl Store for PostgresStore {
         &self,
         key: &str,
         fence: u64,
-        response: &StoredResponse,
+        result: Bytes,
         now: Timestamp,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let (f, n, t) = (fence_i64(fence), ts(now), ms(ttl));
-        let body = response.encode();
+        let body: &[u8] = &result;
         self.fenced(&self.sql.complete, fence, &[&key, &f, &body, &n, &t])
             .await
     }

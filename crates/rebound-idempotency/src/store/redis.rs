@@ -16,9 +16,11 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
-use crate::clock::{duration_millis, Timestamp};
-use crate::record::{ClaimOutcome, ClaimRequest, StoredResponse};
+use bytes::Bytes;
+
+use crate::record::{ClaimOutcome, ClaimRequest};
 use crate::store::{Store, StoreError};
+use crate::time::{duration_millis, Timestamp};
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "rebound:idem:";
@@ -126,9 +128,22 @@ impl RedisStore<ConnectionManager> {
     /// Connect to `url` (e.g. `redis://127.0.0.1:6379`) with a reconnecting
     /// connection manager; connection and response timeouts are 2 s.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::InvalidConfig {
-            field: "url",
-            reason: format!("{url:?} is not a Redis URL: {e}"),
+        use redis::IntoConnectionInfo;
+        let info = url
+            .into_connection_info()
+            .map_err(|e| StoreError::InvalidConfig {
+                field: "url",
+                reason: format!("{url:?} is not a Redis URL: {e}"),
+            })?;
+        // Requests from concurrent callers share one pipelined connection:
+        // with Nagle's algorithm a request written while the previous one is
+        // unacknowledged waits for that acknowledgement, a round trip.
+        let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(|e| {
+            StoreError::InvalidConfig {
+                field: "url",
+                reason: format!("{url:?}: {e}"),
+            }
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -247,9 +262,12 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
             Some(b"p") => Ok(ClaimOutcome::InProgress {
                 retry_after: Duration::from_millis(parse(reply.get(1))?),
             }),
-            Some(b"c") => Ok(ClaimOutcome::Completed(StoredResponse::decode(
-                reply.get(1).map(Vec::as_slice).unwrap_or_default(),
-            )?)),
+            Some(b"c") => Ok(ClaimOutcome::Completed(
+                reply
+                    .get(1)
+                    .map(|b| Bytes::copy_from_slice(b))
+                    .unwrap_or_default(),
+            )),
             Some(b"m") => Ok(ClaimOutcome::Mismatch),
             _ => Err(StoreError::Backend {
                 store: "redis",
@@ -281,13 +299,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
         &self,
         key: &str,
         fence: u64,
-        response: &StoredResponse,
+        result: Bytes,
         now: Timestamp,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let args = vec![
             num(fence),
-            response.encode(),
+            result.to_vec(),
             num(now.as_millis()),
             num(duration_millis(ttl)),
             num(duration_millis(self.gc_grace)),

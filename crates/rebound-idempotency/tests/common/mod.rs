@@ -2,7 +2,11 @@
 //! and the conformance suite every store runs.
 #![allow(dead_code)]
 
+pub mod child;
+pub mod http;
+pub mod proxy;
 pub mod suite;
+pub mod watched;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rebound_idempotency::{
-    ClaimOutcome, ClaimRequest, Clock, Fingerprint, Store, StoreError, StoredResponse, SystemClock,
-    Timestamp,
+    ClaimOutcome, ClaimRequest, Fingerprint, Store, StoreError, StoredResponse, Timestamp,
 };
 
 pub const LEASE: Duration = Duration::from_secs(10);
@@ -28,21 +27,18 @@ fn req(key: &str, fingerprint: Fingerprint, now: Timestamp) -> ClaimRequest<'_> 
 }
 
 fn start() -> Timestamp {
-    SystemClock.now()
+    Timestamp::now(&rebound::Clock::system())
 }
 
-fn response(tag: &str) -> StoredResponse {
-    StoredResponse {
-        status: 201,
-        headers: vec![
-            (
-                "content-type".into(),
-                Bytes::from_static(b"application/json"),
-            ),
-            ("location".into(), Bytes::from(format!("/orders/{tag}"))),
-        ],
-        body: Bytes::from(format!("{{\"order\":\"{tag}\"}}")),
-    }
+/// A stored result: an encoded response, as the HTTP layer stores.
+fn response(tag: &str) -> Bytes {
+    Bytes::from(
+        StoredResponse::new(201)
+            .with_header("content-type", "application/json")
+            .with_header("location", format!("/orders/{tag}"))
+            .with_body(format!("{{\"order\":\"{tag}\"}}"))
+            .encode(),
+    )
 }
 
 fn key(name: &str) -> String {
@@ -91,13 +87,14 @@ pub async fn complete_then_replay(store: &dyn Store) {
     let k = key("replay");
     let t0 = start();
     let f = claimed(store, req(&k, fp("a"), t0)).await;
-    let mut resp = response("1");
-    resp.body = Bytes::from((0..=255u8).cycle().take(300_000).collect::<Vec<u8>>());
-    resp.headers
-        .push(("x-dup".into(), Bytes::from_static(b"1")));
-    resp.headers
-        .push(("x-dup".into(), Bytes::from_static(b"2")));
-    store.complete(&k, f, &resp, t0, TTL).await.unwrap();
+    let resp = Bytes::from(
+        StoredResponse::new(201)
+            .with_header("x-dup", "1")
+            .with_header("x-dup", "2")
+            .with_body((0..=255u8).cycle().take(300_000).collect::<Vec<u8>>())
+            .encode(),
+    );
+    store.complete(&k, f, resp.clone(), t0, TTL).await.unwrap();
     for _ in 0..2 {
         assert_eq!(
             store
@@ -120,10 +117,7 @@ pub async fn mismatch_leaves_record(store: &dyn Store) {
         ClaimOutcome::Mismatch
     );
     // The holder still holds it.
-    store
-        .complete(&k, f, &response("a"), t0, TTL)
-        .await
-        .unwrap();
+    store.complete(&k, f, response("a"), t0, TTL).await.unwrap();
     assert_eq!(
         store.claim(req(&k, fp("b"), t0)).await.unwrap(),
         ClaimOutcome::Mismatch
@@ -151,12 +145,12 @@ pub async fn lease_expiry_takeover_and_fencing(store: &dyn Store) {
     let t1 = t0 + LEASE;
     let f2 = claimed(store, req(&k, fp("a"), t1)).await;
     assert!(f2 > f1, "fence must grow: {f1} then {f2}");
-    assert_fence_rejected(store.complete(&k, f1, &response("old"), t1, TTL).await);
+    assert_fence_rejected(store.complete(&k, f1, response("old"), t1, TTL).await);
     assert_fence_rejected(store.renew(&k, f1, t1, LEASE).await);
     assert_fence_rejected(store.release(&k, f1).await);
     // The new owner is unaffected by the stale attempts.
     store
-        .complete(&k, f2, &response("new"), t1, TTL)
+        .complete(&k, f2, response("new"), t1, TTL)
         .await
         .unwrap();
     assert_eq!(
@@ -164,7 +158,7 @@ pub async fn lease_expiry_takeover_and_fencing(store: &dyn Store) {
         ClaimOutcome::Completed(response("new"))
     );
     // Completed records are not "held": the winner's fence is now stale too.
-    assert_fence_rejected(store.complete(&k, f2, &response("again"), t1, TTL).await);
+    assert_fence_rejected(store.complete(&k, f2, response("again"), t1, TTL).await);
     assert_fence_rejected(store.release(&k, f2).await);
 }
 
@@ -176,11 +170,11 @@ pub async fn release_on_failure(store: &dyn Store) {
     let f1 = claimed(store, req(&k, fp("a"), t0)).await;
     store.release(&k, f1).await.unwrap();
     assert_fence_rejected(store.release(&k, f1).await);
-    assert_fence_rejected(store.complete(&k, f1, &response("x"), t0, TTL).await);
+    assert_fence_rejected(store.complete(&k, f1, response("x"), t0, TTL).await);
     let f2 = claimed(store, req(&k, fp("b"), t0)).await;
     assert!(f2 > f1);
     store
-        .complete(&k, f2, &response("b"), t0, TTL)
+        .complete(&k, f2, response("b"), t0, TTL)
         .await
         .unwrap();
     assert_eq!(
@@ -197,7 +191,7 @@ pub async fn ttl_expiry(store: &dyn Store) {
     let f = claimed(store, req(&k, fp("a"), t0)).await;
     let done = t0 + Duration::from_secs(2);
     store
-        .complete(&k, f, &response("a"), done, TTL)
+        .complete(&k, f, response("a"), done, TTL)
         .await
         .unwrap();
     let before = done + TTL - Duration::from_millis(1);
@@ -264,7 +258,7 @@ pub async fn sweep_in_batches(store: &dyn Store) {
     let (old1, old2, live) = (key("sweep_old1"), key("sweep_old2"), key("sweep_live"));
     for (k, ttl) in [(&old1, TTL), (&old2, TTL), (&live, TTL * 10)] {
         let f = claimed(store, req(k, fp("a"), t0)).await;
-        store.complete(k, f, &response("s"), t0, ttl).await.unwrap();
+        store.complete(k, f, response("s"), t0, ttl).await.unwrap();
     }
     let later = t0 + TTL;
     assert_eq!(store.sweep(later, 1).await.unwrap(), 1);

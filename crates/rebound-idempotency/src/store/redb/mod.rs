@@ -1,0 +1,266 @@
+//! An embedded, durable store on one file, backed by
+//! [redb](https://docs.rs/redb).
+//!
+//! **Durable.** Every claim, completion, renewal and release is committed
+//! with [`Durability::Immediate`]: when the call returns, it is on disk, and
+//! survives the process being killed (`kill -9`) or the machine losing power.
+//! A restarted process sees the dead holder's claim, refuses duplicates
+//! until its lease runs out, then hands the key over with a larger fencing
+//! token.
+//!
+//! **Group commit.** redb has one writer and an fsync per commit. So that
+//! durability stays cheap, one writer thread takes every write waiting in
+//! its queue (up to 512) into one transaction and commits them together:
+//! concurrent claims and completions share one fsync. Under load the queue
+//! fills while the previous commit runs, so the batches grow with the load.
+//! A first-time request still waits for two commits (its claim before the
+//! handler runs, its response before the client gets it), so with `n`
+//! requests in flight a store serves at most `n / (2 × fsync time)` of them
+//! a second.
+//!
+//! **Reads do not wait for the writer.** A claim first looks the key up in a
+//! read transaction, on the calling task; replays, duplicates in progress
+//! and mismatches are answered from there. Only a claim that may take the
+//! key goes to the writer, which reads the record again inside its
+//! transaction, so the claim is atomic.
+//!
+//! **Recovers from I/O errors.** After an I/O error (disk full, a file-size
+//! limit) redb refuses every further transaction until the database is
+//! reopened. This store then fails the batch (the layer answers 503), and
+//! reopens the file before the next batch; once the fault is lifted,
+//! requests succeed again without a restart.
+//!
+//! An index table ordered by expiry lets [`Store::sweep`] delete expired
+//! records in batches.
+
+mod file;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::Durability;
+
+use self::file::{DbFile, MakeBuilder};
+use self::writer::{Change, Op};
+use crate::record::{ClaimOutcome, ClaimRequest};
+use crate::store::{Store, StoreError};
+use crate::time::Timestamp;
+
+/// Records in a redb database file: durable across restarts and crashes,
+/// needs no server.
+///
+/// ```
+/// use rebound_idempotency::RedbStore;
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = RedbStore::open(dir.path().join("idempotency.redb")).unwrap();
+/// # let _ = store;
+/// ```
+///
+/// Clones share the file and its writer thread; the file is closed when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    file: DbFile,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.inner.file.path())
+            .field("durability", &self.inner.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to open a [`RedbStore`]; every setter states its default.
+///
+/// ```
+/// use rebound_idempotency::RedbStore;
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = RedbStore::options()
+///     .redb_builder(|| {
+///         let mut b = redb::Builder::new();
+///         b.set_cache_size(64 * 1024 * 1024);
+///         b
+///     })
+///     .open(dir.path().join("idempotency.redb"))
+///     .unwrap();
+/// # let _ = store;
+/// ```
+#[derive(Clone)]
+pub struct RedbOptions {
+    durability: Durability,
+    make_builder: Arc<MakeBuilder>,
+}
+
+impl std::fmt::Debug for RedbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbOptions")
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            durability: Durability::Immediate,
+            make_builder: Arc::new(redb::Builder::new),
+        }
+    }
+}
+
+impl RedbOptions {
+    /// Commit **without fsync** ([`Durability::None`]).
+    ///
+    /// Much faster, but a crash of the process or the machine may lose
+    /// recent claims (a retry then runs a handler that had already started,
+    /// with the same fencing token) and completions (a retry runs a
+    /// completed request again). Only for work that is safe to run twice.
+    /// Default: every commit is fsynced.
+    pub fn without_fsync(mut self) -> Self {
+        self.durability = Durability::None;
+        self
+    }
+
+    /// redb's own settings (cache size, page size...): `make_builder` is
+    /// called for every file, and again whenever one is reopened after an
+    /// I/O error. Default: [`redb::Builder::new`].
+    pub fn redb_builder(
+        mut self,
+        make_builder: impl Fn() -> redb::Builder + Send + Sync + 'static,
+    ) -> Self {
+        self.make_builder = Arc::new(make_builder);
+        self
+    }
+
+    /// Open (or create) the store's file at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let file = DbFile::open(path.as_ref().to_owned(), self.make_builder, self.durability)?;
+        Ok(RedbStore {
+            inner: Arc::new(Inner {
+                file,
+                durability: self.durability,
+            }),
+        })
+    }
+}
+
+impl RedbStore {
+    /// Open (or create) the database file at `path`, fsyncing every commit.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        RedbOptions::default().open(path)
+    }
+
+    /// Options for opening a store: durability, redb settings.
+    pub fn options() -> RedbOptions {
+        RedbOptions::default()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.inner.file.path()
+    }
+
+    /// How many write transactions were committed (each holds a batch of
+    /// claims, completions, renewals and releases, and costs one fsync).
+    pub fn commits(&self) -> u64 {
+        self.inner.file.commits()
+    }
+
+    /// How many times the file was reopened after an I/O error.
+    pub fn reopened(&self) -> u64 {
+        self.inner.file.reopened()
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn claim(&self, req: ClaimRequest<'_>) -> Result<ClaimOutcome, StoreError> {
+        // Replays and duplicates: answered from a read transaction. A read
+        // that fails (a broken file) falls through to the writer, which
+        // reopens it.
+        let file = &self.inner.file;
+        if let Some(held) = file.read_claim(&req) {
+            return Ok(held);
+        }
+        file.send(|reply| Op::Claim {
+            key: req.key.to_owned(),
+            fingerprint: req.fingerprint,
+            now: req.now,
+            lease: req.lease,
+            ttl: req.ttl,
+            reply,
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        fence: u64,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .file
+            .send(|reply| Op::Update {
+                key: key.to_owned(),
+                fence,
+                change: Change::Renew { now, lease },
+                reply,
+            })
+            .await
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        fence: u64,
+        result: Bytes,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .file
+            .send(|reply| Op::Update {
+                key: key.to_owned(),
+                fence,
+                change: Change::Complete { result, now, ttl },
+                reply,
+            })
+            .await
+    }
+
+    async fn release(&self, key: &str, fence: u64) -> Result<(), StoreError> {
+        self.inner
+            .file
+            .send(|reply| Op::Update {
+                key: key.to_owned(),
+                fence,
+                change: Change::Release,
+                reply,
+            })
+            .await
+    }
+
+    async fn sweep(&self, now: Timestamp, batch: usize) -> Result<usize, StoreError> {
+        self.inner
+            .file
+            .send(|reply| Op::Sweep {
+                now,
+                batch: batch.max(1),
+                reply,
+            })
+            .await
+    }
+}

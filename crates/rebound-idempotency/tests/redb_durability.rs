@@ -1,0 +1,218 @@
+//! The embedded store keeps its promises across a `kill -9` and an I/O
+//! fault: claims and completions are durable, and the store recovers by
+//! itself once the fault is lifted. Each scenario runs in a child process
+//! (this test binary, re-run), which is killed or put under a file-size
+//! limit.
+#![cfg(all(feature = "redb", unix))]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::child;
+use common::http::{app, client, post_key, serve, AppState};
+use rebound::Clock;
+use rebound_idempotency::problem::codes;
+use rebound_idempotency::{IdempotencyLayer, RedbStore};
+
+/// The child side of the tests below; does nothing in a normal test run.
+#[test]
+fn child_process() {
+    let Some(role) = child::role() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    match role.split_once(':') {
+        Some(("serve", path)) => rt.block_on(serve_until_killed(PathBuf::from(path))),
+        Some(("fault", path)) => rt.block_on(fault_then_recover(PathBuf::from(path))),
+        _ => panic!("unknown child role {role}"),
+    }
+}
+
+/// Serve the test app on the redb file with a 5 s lease, tell the parent
+/// the address and every handler start, and wait to be killed.
+async fn serve_until_killed(path: PathBuf) {
+    let store = RedbStore::open(&path).unwrap();
+    let (state, mut started) = AppState::tagged("K");
+    let layer = IdempotencyLayer::builder(store)
+        .single_tenant()
+        .lease(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let addr = serve(app(state, layer)).await;
+    child::say(format!("addr {addr}"));
+    while let Some(key) = started.recv().await {
+        child::say(format!("started {key}"));
+    }
+}
+
+async fn message(lines: &mut Option<child::Lines>) -> String {
+    let mut taken = lines.take().unwrap();
+    let (msg, back) = tokio::task::spawn_blocking(move || (taken.next_message(), taken))
+        .await
+        .unwrap();
+    *lines = Some(back);
+    msg.expect("the child exited")
+}
+
+/// A completed request and a claim in progress, then `kill -9` of the
+/// process holding them. A new process on the same file replays the
+/// completed response, refuses the claimed key while the dead holder's
+/// lease lasts, then runs it once with a larger fencing token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_completions_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idem.redb");
+    let (mut proc, lines) = child::spawn("child_process", &format!("serve:{}", path.display()));
+    let mut lines = Some(lines);
+    let addr: SocketAddr = message(&mut lines)
+        .await
+        .strip_prefix("addr ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let c = client();
+    let done = post_key(&c, addr, "/orders", "done", "sku-1").await;
+    assert_eq!(
+        (done.status, done.body.as_str()),
+        (201, "K run 1 previous 0 body sku-1")
+    );
+    assert_eq!(message(&mut lines).await, "started done");
+
+    let c2 = c.clone();
+    let in_flight = tokio::spawn(async move {
+        c2.post(format!("http://{addr}/hang"))
+            .header("Idempotency-Key", "crash")
+            .send()
+            .await
+    });
+    assert_eq!(message(&mut lines).await, "started crash");
+    proc.kill().unwrap(); // SIGKILL
+    proc.wait().unwrap();
+    let lost = in_flight.await.unwrap();
+    assert!(
+        lost.is_err(),
+        "the connection died with the process: {lost:?}"
+    );
+
+    // A new process (this one) on the same file.
+    let (clock, time) = Clock::manual();
+    let (state, _started) = AppState::tagged("P");
+    state.gate.notify_one(); // its /hang answers at once
+    let layer = IdempotencyLayer::builder(RedbStore::open(&path).unwrap())
+        .single_tenant()
+        .clock(clock)
+        .lease(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let addr = serve(app(state.clone(), layer)).await;
+    let replay = post_key(&c, addr, "/orders", "done", "sku-1").await;
+    assert!(replay.replayed());
+    assert_eq!(replay.body, done.body);
+
+    let held = post_key(&c, addr, "/hang", "crash", "").await;
+    assert_eq!(
+        held.status, 409,
+        "the dead holder's claim survived: {}",
+        held.body
+    );
+    assert_eq!(held.code(), codes::IN_PROGRESS);
+    assert_eq!(state.runs("crash"), 0);
+
+    time.advance(Duration::from_secs(6));
+    let taken_over = post_key(&c, addr, "/hang", "crash", "").await;
+    assert_eq!(
+        (taken_over.status, taken_over.body.as_str()),
+        (201, "P run 1 previous 1 finished late"),
+        "taken over with fence 2"
+    );
+}
+
+/// The child: requests succeed, then the file hits a size limit (every
+/// request now gets 503 and the handler does not run), then the limit is
+/// lifted and requests succeed again without a restart.
+async fn fault_then_recover(path: PathBuf) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // Writing past the limit raises SIGXFSZ, which would kill the process;
+    // with a listener the write fails with EFBIG instead.
+    let _xfsz =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+            .unwrap();
+    let store = Arc::new(RedbStore::open(&path).unwrap());
+    let state = AppState::default();
+    let layer = IdempotencyLayer::builder_shared(store.clone())
+        .single_tenant()
+        .complete_retry_for(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let addr = serve(app(state.clone(), layer)).await;
+    let c = client();
+    for i in 0..3 {
+        assert_eq!(
+            post_key(&c, addr, "/orders", &format!("ok-{i}"), "x")
+                .await
+                .status,
+            201
+        );
+    }
+
+    let original = getrlimit(Resource::Fsize);
+    let size = std::fs::metadata(&path).unwrap().len();
+    setrlimit(
+        Resource::Fsize,
+        Rlimit {
+            current: Some(size),
+            maximum: original.maximum,
+        },
+    )
+    .unwrap();
+    let mut refused = None;
+    for i in 0..2_000 {
+        let r = post_key(&c, addr, "/big", &format!("fill-{i}"), "").await;
+        if r.status == 503 {
+            assert_eq!(r.code(), codes::STORE_UNAVAILABLE);
+            refused = Some(i);
+            break;
+        }
+    }
+    let refused = refused.expect("the file-size limit never failed a write");
+    child::say(format!("refused after {refused} requests"));
+    // A refused request was not run.
+    assert_eq!(state.runs(&format!("fill-{refused}")), 0);
+
+    // Lift the fault: the store reopens the file and serves again.
+    setrlimit(Resource::Fsize, original).unwrap();
+    let after = post_key(&c, addr, "/orders", "after", "y").await;
+    assert_eq!(after.status, 201, "{}", after.body);
+    assert!(post_key(&c, addr, "/orders", "after", "y").await.replayed());
+    assert!(post_key(&c, addr, "/orders", "ok-0", "x").await.replayed());
+    assert!(store.reopened() >= 1);
+    child::say("recovered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_after_a_write_fault_is_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idem.redb");
+    let (mut proc, mut lines) = child::spawn("child_process", &format!("fault:{}", path.display()));
+    let said = tokio::task::spawn_blocking(move || lines.rest())
+        .await
+        .unwrap();
+    let status = proc.wait().unwrap();
+    assert!(
+        status.success(),
+        "child failed ({status}); it said {said:?}"
+    );
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("recovered"),
+        "{said:?}"
+    );
+}
