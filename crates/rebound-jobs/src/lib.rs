@@ -106,6 +106,8 @@ pub use policy::{
 pub use queue::embedded::EmbeddedQueue;
 #[cfg(feature = "postgres")]
 pub use queue::postgres::PostgresQueue;
+#[cfg(feature = "redis")]
+pub use queue::redis::RedisStreamQueue;
 pub use queue::{ClaimRequest, Queue, QueueError};
 pub use time::Timestamp;
 pub use worker::{

@@ -30,14 +30,26 @@ use crate::dlq::DeadLetterFilter;
 use crate::job::{ClaimedJob, JobId, JobRecord, Lease, NewJob, QueueCounts, Settlement};
 use crate::time::Timestamp;
 
-// Used by the queues that keep whole records (the embedded queue; broker
-// adapters later).
-#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+// Used by the queues that keep whole records (the embedded queue, the
+// broker adapters).
+#[cfg_attr(
+    not(any(
+        feature = "embedded",
+        feature = "redis",
+        feature = "nats",
+        feature = "amqp"
+    )),
+    allow(dead_code)
+)]
 mod apply;
+#[cfg(any(feature = "redis", feature = "nats", feature = "amqp"))]
+mod broker;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// A boxed error from a queue's client library.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

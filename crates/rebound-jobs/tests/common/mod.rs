@@ -111,3 +111,41 @@ async fn drop_stale_tables(url: &str) {
     })
     .await;
 }
+
+/// Deletes a test stream's keys (`<stream>` and `<stream>:rebound:*`) when
+/// dropped: only the keys of the test that made it.
+#[cfg(feature = "redis")]
+pub struct RedisCleanup {
+    url: String,
+    stream: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisCleanup {
+    pub fn new(url: &str, stream: &str) -> Self {
+        RedisCleanup {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let s = &self.stream;
+        let _: Result<(), _> = redis::cmd("DEL")
+            .arg(s)
+            .arg(format!("{s}:rebound:dead"))
+            .arg(format!("{s}:rebound:schedule"))
+            .arg(format!("{s}:rebound:scheduled"))
+            .arg(format!("{s}:rebound:ids"))
+            .query(&mut conn);
+    }
+}
