@@ -104,6 +104,8 @@ pub use policy::{
 };
 #[cfg(feature = "embedded")]
 pub use queue::embedded::EmbeddedQueue;
+#[cfg(feature = "nats")]
+pub use queue::nats::NatsQueue;
 #[cfg(feature = "postgres")]
 pub use queue::postgres::PostgresQueue;
 #[cfg(feature = "redis")]

@@ -15,8 +15,8 @@ use rebound_jobs::metrics::{
     JOBS_LEASE_LOST_TOTAL, JOBS_PROCESSED_TOTAL, RETRY_ATTEMPTS_TOTAL,
 };
 use rebound_jobs::{
-    dlq, DeadLetterFilter, DeadLetterReason, DeliveryPolicy, JobContext, JobError, JobId,
-    JobStatus, NewJob, Queue, RedriveOptions, RunResult, Worker, WorkerBuilder,
+    dlq, DeadLetterFilter, DeadLetterReason, DeliveryPolicy, JobContext, JobError, JobStatus,
+    NewJob, Queue, RedriveOptions, RunResult, Worker, WorkerBuilder,
 };
 
 const S: Duration = Duration::from_secs(1);
@@ -72,6 +72,10 @@ macro_rules! all_backends {
         #[cfg(feature = "redis")]
         mod redis {
             worker_tests!(crate::common::harness::redis_env; $($name),*);
+        }
+        #[cfg(feature = "nats")]
+        mod nats {
+            worker_tests!(crate::common::harness::nats_env; $($name),*);
         }
     };
 }

@@ -46,6 +46,8 @@ mod apply;
 mod broker;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -217,6 +219,14 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// A lease the backend fixes itself (a JetStream consumer's ack wait):
+    /// workers on this queue take it instead of their own
+    /// [`lease`](crate::WorkerBuilder::lease), so that they renew before
+    /// the broker redelivers. `None` (the default): the worker's setting.
+    fn fixed_lease(&self) -> Option<Duration> {
+        None
+    }
+
     /// Adds `job` now, on this queue's clock.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
         let now = crate::time::wall(self.clock());
@@ -234,6 +244,9 @@ impl<Q: Queue + ?Sized> Queue for std::sync::Arc<Q> {
     }
     fn notifier(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         (**self).notifier()
+    }
+    fn fixed_lease(&self) -> Option<Duration> {
+        (**self).fixed_lease()
     }
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
         (**self).enqueue_at(job, now).await

@@ -246,3 +246,25 @@ pub fn gauge(name: &str, queue: &str) -> Option<f64> {
 pub fn description(name: &str) -> Option<(Option<metrics::Unit>, String)> {
     seen().described.get(name).cloned()
 }
+
+/// A JetStream stream of its own (1 s ack wait) on real time, or `None`.
+#[cfg(feature = "nats")]
+pub async fn nats_env() -> Option<Env> {
+    let url = super::service_url("REBOUND_NATS_URL")?;
+    let name = super::unique("rebound-test");
+    let q = rebound_jobs::NatsQueue::connect(&url, &name)
+        .await
+        .unwrap_or_else(|e| panic!("REBOUND_NATS_URL={url} is set but NATS failed: {e}"))
+        .with_lease(Duration::from_secs(1))
+        .unwrap();
+    let guard = super::NatsCleanup::new(&url, &name);
+    Some(Env {
+        queue: Arc::new(q),
+        clock: Clock::system(),
+        time: Time::Real,
+        name,
+        live_records: false,
+        resolution: Duration::from_millis(700),
+        _guard: Some(Box::new(guard)),
+    })
+}

@@ -149,3 +149,51 @@ impl Drop for RedisCleanup {
             .query(&mut conn);
     }
 }
+
+/// Deletes a test's JetStream streams (`<stream>`, `<stream>_DEAD`,
+/// `<stream>_ADVISORIES`, `<stream>_REBOUND`) when dropped.
+#[cfg(feature = "nats")]
+pub struct NatsCleanup {
+    url: String,
+    stream: String,
+}
+
+#[cfg(feature = "nats")]
+impl NatsCleanup {
+    pub fn new(url: &str, stream: &str) -> Self {
+        NatsCleanup {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
+#[cfg(feature = "nats")]
+impl Drop for NatsCleanup {
+    fn drop(&mut self) {
+        let (url, s) = (self.url.clone(), self.stream.clone());
+        // A runtime of its own: drop may run outside (or at the end of) the
+        // test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let Ok(client) = async_nats::connect(&url).await else {
+                    return;
+                };
+                let js = async_nats::jetstream::new(client);
+                for name in [
+                    s.clone(),
+                    format!("{s}_DEAD"),
+                    format!("{s}_ADVISORIES"),
+                    format!("{s}_REBOUND"),
+                ] {
+                    let _ = js.delete_stream(&name).await;
+                }
+            })
+        })
+        .join();
+    }
+}
