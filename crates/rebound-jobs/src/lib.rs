@@ -102,6 +102,8 @@ pub use policy::{
     ClaimAction, DeadLetterReason, DeliveryPolicy, DeliveryPolicyBuilder, DeliveryState,
     Disposition, RunEnd,
 };
+#[cfg(feature = "amqp")]
+pub use queue::amqp::AmqpQueue;
 #[cfg(feature = "embedded")]
 pub use queue::embedded::EmbeddedQueue;
 #[cfg(feature = "nats")]

@@ -77,6 +77,10 @@ macro_rules! all_backends {
         mod nats {
             worker_tests!(crate::common::harness::nats_env; $($name),*);
         }
+        #[cfg(feature = "amqp")]
+        mod amqp {
+            worker_tests!(crate::common::harness::amqp_env; $($name),*);
+        }
     };
 }
 

@@ -32,6 +32,8 @@ use crate::time::Timestamp;
 
 // Used by the queues that keep whole records (the embedded queue, the
 // broker adapters).
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg_attr(
     not(any(
         feature = "embedded",

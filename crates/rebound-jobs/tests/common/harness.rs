@@ -268,3 +268,23 @@ pub async fn nats_env() -> Option<Env> {
         _guard: Some(Box::new(guard)),
     })
 }
+
+/// A RabbitMQ quorum queue of its own on real time, or `None`.
+#[cfg(feature = "amqp")]
+pub async fn amqp_env() -> Option<Env> {
+    let url = super::service_url("REBOUND_AMQP_URL")?;
+    let name = super::unique("rebound-test");
+    let q = rebound_jobs::AmqpQueue::connect(&url, &name)
+        .await
+        .unwrap_or_else(|e| panic!("REBOUND_AMQP_URL={url} is set but RabbitMQ failed: {e}"));
+    let guard = super::AmqpCleanup::new(&url, &name);
+    Some(Env {
+        queue: Arc::new(q),
+        clock: Clock::system(),
+        time: Time::Real,
+        name,
+        live_records: false,
+        resolution: Duration::from_millis(700),
+        _guard: Some(Box::new(guard)),
+    })
+}

@@ -197,3 +197,55 @@ impl Drop for NatsCleanup {
         .join();
     }
 }
+
+/// Deletes a test's RabbitMQ queues (`<queue>`, `<queue>.dead`, its retry
+/// queues) when dropped.
+#[cfg(feature = "amqp")]
+pub struct AmqpCleanup {
+    url: String,
+    queue: String,
+}
+
+#[cfg(feature = "amqp")]
+impl AmqpCleanup {
+    pub fn new(url: &str, queue: &str) -> Self {
+        AmqpCleanup {
+            url: url.to_owned(),
+            queue: queue.to_owned(),
+        }
+    }
+}
+
+#[cfg(feature = "amqp")]
+impl Drop for AmqpCleanup {
+    fn drop(&mut self) {
+        let (url, q) = (self.url.clone(), self.queue.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let Ok(conn) =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                let mut names = vec![q.clone(), format!("{q}.dead")];
+                names.extend((0..=24).map(|k| format!("{q}.retry.{}", 100u64 << k)));
+                for name in names {
+                    // A channel per delete: deleting a queue that does not
+                    // exist closes the channel.
+                    let Ok(ch) = conn.create_channel().await else {
+                        return;
+                    };
+                    let _ = ch
+                        .queue_delete(name.as_str().into(), Default::default())
+                        .await;
+                }
+                let _ = conn.close(200, "done".into()).await;
+            })
+        })
+        .join();
+    }
+}
