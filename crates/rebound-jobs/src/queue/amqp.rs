@@ -87,6 +87,7 @@ fn unavailable(e: impl std::fmt::Display) -> QueueError {
 struct Conn {
     connection: Connection,
     publish: Channel,
+    consuming: tokio::sync::OnceCell<()>,
 }
 
 /// Jobs on a RabbitMQ quorum queue.
@@ -328,31 +329,6 @@ impl AmqpQueue {
             )
             .await
             .map_err(unavailable)?;
-        let consume = connection.create_channel().await.map_err(unavailable)?;
-        consume
-            .basic_qos(i.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(unavailable)?;
-        let mut consumer = consume
-            .basic_consume(
-                i.queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        let (tx, wake) = (i.deliveries_tx.clone(), i.wake.clone());
-        tokio::spawn(async move {
-            // Ends when the channel closes; the next claim reconnects.
-            let _keep = consume;
-            while let Some(Ok(d)) = consumer.next().await {
-                if tx.send(d).is_err() {
-                    return;
-                }
-                wake.notify_waiters();
-            }
-        });
         self.inner
             .retry_queues
             .lock()
@@ -361,7 +337,50 @@ impl AmqpQueue {
         Ok(Conn {
             connection,
             publish,
+            consuming: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Starts the consumer on `conn` once: only a queue that claims takes
+    /// deliveries (a producer's connection never holds any).
+    async fn consume(&self, conn: &Conn) -> Result<(), QueueError> {
+        conn.consuming
+            .get_or_try_init(|| async {
+                let i = &self.inner;
+                let consume = conn
+                    .connection
+                    .create_channel()
+                    .await
+                    .map_err(unavailable)?;
+                consume
+                    .basic_qos(i.prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(unavailable)?;
+                let mut consumer = consume
+                    .basic_consume(
+                        i.queue.as_str().into(),
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let (tx, wake) = (i.deliveries_tx.clone(), i.wake.clone());
+                tokio::spawn(async move {
+                    // Ends when the channel closes; the next claim
+                    // reconnects.
+                    let _keep = consume;
+                    while let Some(Ok(d)) = consumer.next().await {
+                        if tx.send(d).is_err() {
+                            return;
+                        }
+                        wake.notify_waiters();
+                    }
+                });
+                Ok(())
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Publishes `rec` to `queue` through the default exchange and waits
@@ -506,7 +525,8 @@ impl Queue for AmqpQueue {
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {
         self.check(req.queue)?;
-        self.conn().await?;
+        let conn = self.conn().await?;
+        self.consume(&conn).await?;
         let mut got = Vec::new();
         {
             let mut rx = self
