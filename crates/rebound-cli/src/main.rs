@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rebound_sim::scenarios::{self, Options, Size};
 use rebound_sim::sweep::Progress;
-use rebound_sim::{config, output};
+use rebound_sim::{output, scenario_file};
 
 const SIMULATE_EXAMPLES: &str = "\
 Examples:
@@ -32,8 +32,12 @@ Examples:
       Brooker's backoff-and-jitter study at its published size (19 x 5 x 100 runs).
   rebound simulate --scenario metastable --scenario spike --runs 5 --seed 7 --out storm/
       Two scenarios, 5 runs per point, another seed, into storm/.
+  rebound simulate --scenario tail-at-scale
+      Dean and Barroso's hedged requests: the p99.9 cut tenfold, and what hedging costs.
   rebound simulate --config retry-storm.toml
-      Your own system and policies; see `rebound simulate --example-config`.
+      Your own system and policies, written as your service's policy file writes them or
+      read from it (`policy = { file = \"policies.toml\", dependency = \"inventory\" }`);
+      see `rebound simulate --example-config`.
   rebound simulate --list
       The scenarios and what each reproduces.
 
@@ -44,8 +48,8 @@ The same seed gives byte-identical CSV, JSON, SVG and HTML.";
 /// See what a retry policy does to a struggling system before it ships.
 ///
 /// rebound is a Rust resilience toolkit: retries with backoff and jitter,
-/// retry budgets, circuit breakers. This command runs its simulator, which
-/// drives the real rebound policy objects in virtual time.
+/// retry budgets, circuit breakers, hedging. This command runs its
+/// simulator, which drives the real rebound policy objects in virtual time.
 #[derive(Debug, Parser)]
 #[command(name = "rebound", version, propagate_version = true)]
 struct Cli {
@@ -55,9 +59,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Simulate retry storms, budgets, breakers, adaptive throttling and
-    /// metastable failure;
-    /// write tables, charts and an HTML report.
+    /// Simulate retry storms, budgets, breakers, adaptive throttling,
+    /// metastable failure and hedged requests; write tables, charts and an
+    /// HTML report.
     #[command(after_help = SIMULATE_EXAMPLES)]
     Simulate(SimulateArgs),
     /// Run a fault-injecting HTTP proxy in front of a service, for tests in
@@ -95,7 +99,9 @@ struct SimulateArgs {
     )]
     out: PathBuf,
 
-    /// A custom scenario: clients, servers, failures and policies in TOML.
+    /// A custom scenario: clients, servers, failures and the policies to
+    /// compare, in TOML; policies in the syntax of a service's policy file,
+    /// or read from one.
     #[arg(
         long,
         short = 'c',
@@ -177,17 +183,17 @@ fn main() -> ExitCode {
 
 fn simulate(args: SimulateArgs) -> Result<(), String> {
     if args.list {
-        println!("Built-in scenarios (rebound simulate --scenario NAME):\n");
+        say("Built-in scenarios (rebound simulate --scenario NAME):\n\n");
         for s in scenarios::all() {
-            println!("  {:<14} {}", s.name, s.summary);
+            say(&format!("  {:<14} {}\n", s.name, s.summary));
         }
         for (name, why) in scenarios::planned() {
-            println!("  {name:<14} not yet: {why}");
+            say(&format!("  {name:<14} not yet: {why}\n"));
         }
         return Ok(());
     }
     if args.example_config {
-        print!("{}", config::EXAMPLE);
+        say(scenario_file::EXAMPLE);
         return Ok(());
     }
     let bar = Bar::new();
@@ -206,10 +212,8 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
     let started = Instant::now();
     let mut reports = Vec::new();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let cfg = config::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
-        reports.push(cfg.run(&opts));
+        let scenario = scenario_file::load(path).map_err(|e| e.to_string())?;
+        reports.push(scenario.run(&opts));
     } else {
         let chosen: Vec<&scenarios::Scenario> = if tour {
             scenarios::all().iter().collect()
@@ -236,21 +240,21 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
                 .collect::<Result<_, _>>()?
         };
         if tour {
-            println!(
-                "A short tour of every scenario (use --scenario NAME for the published sizes).\n"
+            say(
+                "A short tour of every scenario (use --scenario NAME for the published sizes).\n\n",
             );
         }
         for s in chosen {
             let r = s.run(&opts);
             if !args.quiet {
-                print!("{}", output::terminal(&r));
+                say(&output::terminal(&r));
             }
             reports.push(r);
         }
     }
     if args.config.is_some() && !args.quiet {
         for r in &reports {
-            print!("{}", output::terminal(r));
+            say(&output::terminal(r));
         }
     }
     let index = output::write_all(&args.out, &reports)
@@ -262,15 +266,23 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         .count();
     let total: usize = reports.iter().map(|r| r.checks.len()).sum();
     if total > 0 {
-        println!("{held} of {total} published claims reproduced.");
+        say(&format!("{held} of {total} published claims reproduced.\n"));
     }
-    println!(
-        "Report written to {}/ (open {}) in {:.1} s.",
+    say(&format!(
+        "Report written to {}/ (open {}) in {:.1} s.
+",
         args.out.display(),
         index.display(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(())
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error:
+/// the report is still written to its folder.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 #[cfg(test)]

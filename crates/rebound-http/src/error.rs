@@ -66,8 +66,10 @@ impl fmt::Display for NotRetried {
 /// How a request went through the middleware: attempts, why it stopped,
 /// and why it was not retried if it was not.
 ///
-/// Attached to every response the middleware returns; read it with
-/// [`RetryReport::of`].
+/// Attached to every response the middleware returns but a clean one (a 2xx
+/// on the first attempt: nothing to report), and to every response with
+/// [`report_every_response`](crate::RetryMiddlewareBuilder::report_every_response);
+/// read it with [`RetryReport::of`].
 ///
 /// ```no_run
 /// # async fn f(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), Box<dyn std::error::Error>> {
@@ -90,7 +92,9 @@ pub struct RetryReport {
 }
 
 impl RetryReport {
-    /// The report attached to `response`, if it went through the middleware.
+    /// The report attached to `response`: `None` when the response did not
+    /// go through the middleware, or came clean from its first attempt (see
+    /// [`report_every_response`](crate::RetryMiddlewareBuilder::report_every_response)).
     pub fn of(response: &reqwest::Response) -> Option<&RetryReport> {
         response.extensions().get::<RetryReport>()
     }

@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 use rebound::{CircuitBreaker, Clock, ConfigError, RetryBudget, RetryPolicy, RetryPolicyBuilder};
 use url::Position;
 
+/// The hosts by authority, keyed with foldhash (seeded per process):
+/// authorities are short, and SipHash cost more than the rest of a lookup.
+type HostMap = HashMap<Arc<str>, Arc<Host>, foldhash::fast::RandomState>;
+
 /// Customizes the template policy for one host (adds its budget, breaker…).
 pub(crate) type Customize =
     Arc<dyn Fn(&str, RetryPolicyBuilder) -> Result<RetryPolicyBuilder, ConfigError> + Send + Sync>;
@@ -76,7 +80,7 @@ impl fmt::Debug for Host {
 }
 
 pub(crate) struct Registry {
-    map: RwLock<HashMap<Arc<str>, Arc<Host>>>,
+    map: RwLock<HostMap>,
     template: RetryPolicyBuilder,
     customize: Vec<Customize>,
     clock: Clock,
@@ -95,7 +99,7 @@ impl Registry {
         idle_timeout: Option<Duration>,
     ) -> Result<Self, ConfigError> {
         let r = Registry {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HostMap::default()),
             origin: clock.now(),
             template,
             customize,
@@ -169,7 +173,7 @@ impl Registry {
         Ok(host)
     }
 
-    fn make_room(&self, map: &mut HashMap<Arc<str>, Arc<Host>>, now: u64) {
+    fn make_room(&self, map: &mut HostMap, now: u64) {
         if let Some(idle) = self.idle_timeout {
             let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
             // Sweep at most every quarter of the idle timeout, or when full.

@@ -795,3 +795,77 @@ async fn a_client_timeout_is_measured_from_the_attempt() {
     assert_eq!(e.attempts(), 2);
     assert_eq!(*recorder.0.lock().unwrap(), ["50ms", "50ms"]);
 }
+
+#[tokio::test]
+async fn a_clean_response_carries_a_report_only_when_asked() {
+    let server = TestServer::start(|_, _| status(200)).await;
+    let (clock, _) = Clock::manual();
+    let quiet = RetryMiddleware::builder()
+        .policy(policy(&clock))
+        .build()
+        .unwrap();
+    let res = client(quiet).get(server.url("/")).send().await.unwrap();
+    assert!(
+        RetryReport::of(&res).is_none(),
+        "first attempt, 200: nothing to report"
+    );
+    let every = RetryMiddleware::builder()
+        .policy(policy(&clock))
+        .report_every_response(true)
+        .build()
+        .unwrap();
+    let res = client(every).get(server.url("/")).send().await.unwrap();
+    let report = RetryReport::of(&res).unwrap();
+    assert_eq!((report.attempts(), report.stop()), (1, Stop::Succeeded));
+    // A 404 on the first attempt is reported: the request failed for good.
+    let server = TestServer::start(|_, _| status(404)).await;
+    let quiet = RetryMiddleware::builder()
+        .policy(policy(&clock))
+        .build()
+        .unwrap();
+    let res = client(quiet).get(server.url("/")).send().await.unwrap();
+    assert_eq!(RetryReport::of(&res).unwrap().stop(), Stop::Permanent);
+}
+
+/// A middleware after the retry one that counts the attempts it saw in the
+/// request's extensions: each attempt sees what the one before left there,
+/// and the caller gets them back.
+#[tokio::test]
+async fn extensions_pass_from_attempt_to_attempt_and_back() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Seen(u32);
+    struct Count;
+    #[async_trait::async_trait]
+    impl reqwest_middleware::Middleware for Count {
+        async fn handle(
+            &self,
+            req: reqwest::Request,
+            ext: &mut http::Extensions,
+            next: reqwest_middleware::Next<'_>,
+        ) -> reqwest_middleware::Result<reqwest::Response> {
+            let n = ext.get::<Seen>().map_or(0, |s| s.0) + 1;
+            ext.insert(Seen(n));
+            next.run(req, ext).await
+        }
+    }
+    let server = TestServer::start(|i, _| if i < 2 { status(503) } else { status(200) }).await;
+    let (clock, _) = Clock::manual();
+    let mw = RetryMiddleware::builder()
+        .policy(policy(&clock))
+        .build()
+        .unwrap();
+    let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(mw)
+        .with(Count)
+        .build();
+    let mut ext = http::Extensions::new();
+    ext.insert(Seen(10));
+    let req = c.get(server.url("/")).build().unwrap();
+    let res = c.execute_with_extensions(req, &mut ext).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        ext.get::<Seen>(),
+        Some(&Seen(13)),
+        "three attempts, each saw the last"
+    );
+}

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use rebound_sim::model::{self, LayerSpec, SystemSpec, Workload};
 use rebound_sim::occ::{self, Strategy};
-use rebound_sim::{Dist, PolicySpec};
+use rebound_sim::policy::CallerPolicy;
+use rebound_sim::scenarios::{tables, tail_at_scale};
+use rebound_sim::Dist;
 
 fn cpu_nanos() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -76,11 +78,13 @@ fn main() {
         occ::run(Strategy::Full, 100, 1).events
     });
     // The same system as the criterion bench `mm1_retry_on_timeout`.
+    let mut retry = tables::attempts(2);
+    retry.attempt_timeout = Some(Duration::from_secs(1));
     let spec = SystemSpec {
-        duration: Duration::from_secs(20).into(),
+        duration: Duration::from_secs(20),
         clients: 10,
         workload: Workload::open(270.0),
-        policy: PolicySpec::attempts(2).with_attempt_timeout(Duration::from_secs(1)),
+        policy: CallerPolicy::new(tables::retry(retry)),
         layers: vec![LayerSpec {
             workers: Some(1),
             service: Dist::exponential(Duration::from_secs_f64(1.0 / 300.0)),
@@ -91,4 +95,13 @@ fn main() {
     measure("mm1_retry_on_timeout", secs, || {
         model::run(&spec, 1).unwrap().events
     });
+    // The same systems as the criterion benches of the same names.
+    let policies = tail_at_scale::policies(Duration::from_micros(10_500));
+    for (name, policy) in [
+        ("hedge_fixed_delay", &policies[2]),
+        ("pipeline_retry_hedge_budget", &policies[3]),
+    ] {
+        let spec = tail_at_scale::spec(policy, Duration::from_secs(20), false);
+        measure(name, secs, || model::run(&spec, 1).unwrap().events);
+    }
 }

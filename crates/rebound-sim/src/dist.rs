@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::duration::Dur;
 use crate::rng::SimRng;
 
 /// A distribution of durations.
@@ -31,72 +30,70 @@ use crate::rng::SimRng;
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Dist {
     /// Always the same duration.
-    Constant(Dur),
+    Constant(#[serde(with = "humantime_serde")] Duration),
     /// Exponential with this mean (memoryless: M/M/1 service times,
     /// Poisson inter-arrival times).
-    Exponential(Dur),
+    Exponential(#[serde(with = "humantime_serde")] Duration),
     /// `|N(mean, sd)|`: the absolute value of a normal draw.
     Normal {
         /// Mean.
-        mean: Dur,
+        #[serde(with = "humantime_serde")]
+        mean: Duration,
         /// Standard deviation.
-        sd: Dur,
+        #[serde(with = "humantime_serde")]
+        sd: Duration,
     },
     /// Uniform between `low` and `high`, both included.
     Uniform {
         /// Smallest value.
-        low: Dur,
+        #[serde(with = "humantime_serde")]
+        low: Duration,
         /// Largest value.
-        high: Dur,
+        #[serde(with = "humantime_serde")]
+        high: Duration,
     },
 }
 
 impl Default for Dist {
     fn default() -> Self {
-        Dist::Constant(Dur(Duration::ZERO))
+        Dist::Constant(Duration::ZERO)
     }
 }
 
 impl Dist {
     /// Always `d`.
     pub const fn constant(d: Duration) -> Self {
-        Dist::Constant(Dur(d))
+        Dist::Constant(d)
     }
 
     /// Exponential with mean `mean`.
     pub const fn exponential(mean: Duration) -> Self {
-        Dist::Exponential(Dur(mean))
+        Dist::Exponential(mean)
     }
 
     /// `|N(mean, sd)|`.
     pub const fn normal(mean: Duration, sd: Duration) -> Self {
-        Dist::Normal {
-            mean: Dur(mean),
-            sd: Dur(sd),
-        }
+        Dist::Normal { mean, sd }
     }
 
     /// Uniform in `[low, high]`.
     pub const fn uniform(low: Duration, high: Duration) -> Self {
-        Dist::Uniform {
-            low: Dur(low),
-            high: Dur(high),
-        }
+        Dist::Uniform { low, high }
     }
 
     /// The mean of the distribution (for `Normal`, the mean before the
     /// absolute value, which is what matters when `sd` is small).
     pub fn mean(&self) -> Duration {
         match *self {
-            Dist::Constant(d) | Dist::Exponential(d) => d.0,
-            Dist::Normal { mean, .. } => mean.0,
-            Dist::Uniform { low, high } => (low.0 + high.0) / 2,
+            Dist::Constant(d) | Dist::Exponential(d) => d,
+            Dist::Normal { mean, .. } => mean,
+            Dist::Uniform { low, high } => (low + high) / 2,
         }
     }
 
     /// Whether this is always zero (so the engine can skip a draw).
     pub fn is_zero(&self) -> bool {
-        matches!(self, Dist::Constant(d) if d.0.is_zero())
+        matches!(self, Dist::Constant(d) if d.is_zero())
     }
 
     /// One draw.
@@ -108,14 +105,14 @@ impl Dist {
     #[inline]
     pub fn sample_nanos(&self, rng: &mut SimRng) -> u64 {
         match *self {
-            Dist::Constant(d) => nanos(d.0),
-            Dist::Exponential(m) => rng.exponential(nanos(m.0) as f64) as u64,
+            Dist::Constant(d) => nanos(d),
+            Dist::Exponential(m) => rng.exponential(nanos(m) as f64) as u64,
             Dist::Normal { mean, sd } => {
-                let x = nanos(mean.0) as f64 + nanos(sd.0) as f64 * rng.normal();
+                let x = nanos(mean) as f64 + nanos(sd) as f64 * rng.normal();
                 x.abs() as u64
             }
             Dist::Uniform { low, high } => {
-                let (lo, hi) = (nanos(low.0), nanos(high.0));
+                let (lo, hi) = (nanos(low), nanos(high));
                 if hi <= lo {
                     lo
                 } else {
@@ -128,9 +125,8 @@ impl Dist {
     /// Checks the parameters: `Uniform` needs `low <= high`.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Dist::Uniform { low, high } if low.0 > high.0 => Err(format!(
-                "uniform: low ({}) must not exceed high ({})",
-                low, high
+            Dist::Uniform { low, high } if low > high => Err(format!(
+                "uniform: low ({low:?}) must not exceed high ({high:?})"
             )),
             _ => Ok(()),
         }

@@ -228,6 +228,13 @@ impl VirtualTime {
         self.origin + Duration::from_nanos(t)
     }
 
+    /// Nanoseconds from the start to `at` (0 for an instant before it): an
+    /// instant a policy names (a timer's deadline) as engine time.
+    #[inline]
+    pub fn nanos_at(&self, at: Instant) -> u64 {
+        crate::dist::nanos(at.saturating_duration_since(self.origin))
+    }
+
     /// The current virtual time in nanoseconds.
     pub fn now_nanos(&self) -> u64 {
         crate::dist::nanos(self.manual.elapsed())

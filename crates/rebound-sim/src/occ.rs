@@ -18,12 +18,13 @@
 
 use std::time::Duration;
 
-use rebound::{Decision, Next, Outcome, RandomSource, RetryPolicy, RetryState, Stop};
+use rebound::{
+    Backoff, Decision, Jitter, Next, Outcome, RandomSource, RetryPolicy, RetryState, Stop,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::dist::Dist;
 use crate::engine::{EventQueue, VirtualTime};
-use crate::policy::{BackoffSpec, JitterSpec};
 
 /// Base delay of the published simulator.
 pub const BASE: Duration = Duration::from_millis(5);
@@ -75,14 +76,18 @@ impl Strategy {
     /// `base * 2^1`: with rebound's `base * 2^n` from retry 0 that is an
     /// exponential schedule from `2 * base`. Decorrelated jitter keeps its
     /// own state starting at `base` itself.
-    pub fn backoff(self) -> BackoffSpec {
-        let two_base = BASE * 2;
+    pub fn backoff(self) -> Backoff {
+        let exponential = |base, jitter| {
+            Backoff::exponential(base)
+                .with_max_delay(CAP)
+                .with_jitter(jitter)
+        };
         match self {
-            Strategy::NoBackoff => BackoffSpec::immediate(),
-            Strategy::Exponential => BackoffSpec::exponential(two_base, CAP, JitterSpec::None),
-            Strategy::Equal => BackoffSpec::exponential(two_base, CAP, JitterSpec::Equal),
-            Strategy::Full => BackoffSpec::exponential(two_base, CAP, JitterSpec::Full),
-            Strategy::Decorrelated => BackoffSpec::exponential(BASE, CAP, JitterSpec::Decorrelated),
+            Strategy::NoBackoff => Backoff::constant(Duration::ZERO),
+            Strategy::Exponential => exponential(BASE * 2, Jitter::None),
+            Strategy::Equal => exponential(BASE * 2, Jitter::Equal),
+            Strategy::Full => exponential(BASE * 2, Jitter::Full),
+            Strategy::Decorrelated => exponential(BASE, Jitter::Decorrelated),
         }
     }
 
@@ -91,7 +96,7 @@ impl Strategy {
         RetryPolicy::builder()
             .dependency("occ-row")
             .max_attempts(u32::MAX)
-            .backoff(self.backoff().to_backoff())
+            .backoff(self.backoff())
             .clock(time.clock())
             .random(RandomSource::seeded(seed))
             .build()

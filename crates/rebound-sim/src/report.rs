@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The result of one scenario.
+/// The result of one scenario: its tables, charts and checked claims.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
+pub struct ScenarioReport {
     /// Short name, e.g. `jitter-occ` (also the folder name of its files).
     pub scenario: String,
     /// One-line title.
@@ -29,10 +29,10 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-impl Report {
+impl ScenarioReport {
     /// An empty report.
     pub fn new(scenario: &str, title: &str, source: &str, seed: u64, runs: u32) -> Self {
-        Report {
+        ScenarioReport {
             scenario: scenario.into(),
             title: title.into(),
             source: source.into(),

@@ -26,6 +26,9 @@ pub struct RunStats {
     pub wasted: u64,
     /// Attempts (at any layer) cut off by a timeout.
     pub timeouts: u64,
+    /// Requests their caller stopped waiting for: cut off by a timeout, or
+    /// a hedged copy that lost the race (the server still serves them).
+    pub abandoned: u64,
     /// Latency of each successful client call (first attempt to answer).
     #[serde(skip)]
     pub latencies: Vec<u64>,
@@ -94,6 +97,7 @@ impl RunStats {
             unfinished: 0,
             wasted: 0,
             timeouts: 0,
+            abandoned: 0,
             latencies: Vec::new(),
             bins: vec![Bin::default(); bins.max(1)],
             bin_nanos: bin_nanos.max(1),

@@ -57,6 +57,11 @@ fn spike_stays_down_without_mitigation_and_budgets_recover_within_drain_time() {
 }
 
 #[test]
+fn tail_at_scale_hedging_cuts_the_p999_tenfold_and_a_shared_budget_caps_the_load() {
+    check("tail-at-scale", Size::Test);
+}
+
+#[test]
 #[ignore = "published sizes: run in release with --ignored"]
 fn every_claim_at_full_size() {
     for s in scenarios::all() {

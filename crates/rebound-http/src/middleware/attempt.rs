@@ -29,7 +29,7 @@ pub(super) struct HttpAttempts<'a> {
     pub(super) original: Option<Request>,
     pub(super) next: Next<'a>,
     /// The request's extensions, lent to each attempt in turn.
-    pub(super) extensions: Lent,
+    pub(super) extensions: &'a Lent,
     /// When the attempt in flight started, on the policy's clock: a
     /// timeout of the client's own is reported as the time since then.
     pub(super) attempt_started: Instant,
@@ -65,8 +65,11 @@ impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
                         .insert(name.clone(), attempt_number(number));
                 }
                 let next = self.next.clone();
-                let mut lent = self.extensions.lend();
-                Box::pin(async move { next.run(request, lent.get()).await })
+                let lent = self.extensions;
+                Box::pin(async move {
+                    let mut loan = lent.lend();
+                    next.run(request, loan.get()).await
+                })
             }
             // Unreachable: only the last attempt takes the original, and
             // only requests with replayable bodies get more than one.
@@ -74,7 +77,12 @@ impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
                 reqwest_middleware::Error::middleware(Unreplayable),
             ))),
         };
-        HttpAttempt {
+        // A span per attempt when anyone listens; none otherwise, so an
+        // unobserved attempt pays no span bookkeeping on each poll.
+        if span.is_disabled() {
+            return HttpAttempt::Plain { sent };
+        }
+        HttpAttempt::Traced {
             sent: sent.instrument(span),
         }
     }
@@ -148,10 +156,18 @@ impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
 }
 
 pin_project_lite::pin_project! {
-    /// One attempt in flight: the rest of the chain, in the attempt's span.
-    pub(super) struct HttpAttempt<'s> {
-        #[pin]
-        sent: Instrumented<BoxFuture<'s, reqwest_middleware::Result<Response>>>,
+    /// One attempt in flight: the rest of the chain, in the attempt's span
+    /// when there is one.
+    #[project = HttpAttemptProj]
+    pub(super) enum HttpAttempt<'s> {
+        Plain {
+            #[pin]
+            sent: BoxFuture<'s, reqwest_middleware::Result<Response>>,
+        },
+        Traced {
+            #[pin]
+            sent: Instrumented<BoxFuture<'s, reqwest_middleware::Result<Response>>>,
+        },
     }
 }
 
@@ -162,14 +178,19 @@ impl std::future::Future for HttpAttempt<'_> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let mut sent = self.project().sent;
-        let result = std::task::ready!(sent.as_mut().poll(cx));
-        if let Ok(r) = &result {
-            let span = sent.as_ref().get_ref().span();
-            if !span.is_disabled() {
-                span.record("http.status", r.status().as_u16());
+        let result = match self.project() {
+            HttpAttemptProj::Plain { sent } => std::task::ready!(sent.poll(cx)),
+            HttpAttemptProj::Traced { mut sent } => {
+                let result = std::task::ready!(sent.as_mut().poll(cx));
+                if let Ok(r) = &result {
+                    sent.as_ref()
+                        .get_ref()
+                        .span()
+                        .record("http.status", r.status().as_u16());
+                }
+                result
             }
-        }
+        };
         std::task::Poll::Ready(result.map_err(Failure::Error))
     }
 }
@@ -178,25 +199,23 @@ impl std::future::Future for HttpAttempt<'_> {
 /// future holds them while it runs (the rest of the chain may read and
 /// change them) and gives them back when it ends or is dropped, so the
 /// next attempt, and the caller, see them as it left them.
-#[derive(Clone)]
-pub(super) struct Lent(Arc<std::sync::Mutex<Extensions>>);
+pub(super) struct Lent(std::sync::Mutex<Extensions>);
 
 impl Lent {
     pub(super) fn new(ext: Extensions) -> Self {
-        Lent(Arc::new(std::sync::Mutex::new(ext)))
+        Lent(std::sync::Mutex::new(ext))
     }
 
     /// The extensions, taken out for one attempt.
-    fn lend(&self) -> Loan {
+    fn lend(&self) -> Loan<'_> {
         let ext = std::mem::take(&mut *self.lock());
-        Loan {
-            home: self.clone(),
-            ext,
-        }
+        Loan { home: self, ext }
     }
 
-    pub(super) fn take(&self) -> Extensions {
-        std::mem::take(&mut *self.lock())
+    pub(super) fn into_inner(self) -> Extensions {
+        self.0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Extensions> {
@@ -207,18 +226,18 @@ impl Lent {
 }
 
 /// One attempt's hold on the extensions: given back on drop.
-struct Loan {
-    home: Lent,
+struct Loan<'l> {
+    home: &'l Lent,
     ext: Extensions,
 }
 
-impl Loan {
+impl Loan<'_> {
     fn get(&mut self) -> &mut Extensions {
         &mut self.ext
     }
 }
 
-impl Drop for Loan {
+impl Drop for Loan<'_> {
     fn drop(&mut self) {
         *self.home.lock() = std::mem::take(&mut self.ext);
     }

@@ -48,6 +48,7 @@ pub struct RetryMiddlewareBuilder {
     max_hosts: usize,
     idle_timeout: Option<Duration>,
     on_retry: Option<Hook>,
+    report_every_response: bool,
 }
 
 impl Default for RetryMiddlewareBuilder {
@@ -80,6 +81,7 @@ impl RetryMiddlewareBuilder {
             max_hosts: 10_000,
             idle_timeout: Some(Duration::from_secs(600)),
             on_retry: None,
+            report_every_response: false,
         }
     }
 
@@ -207,6 +209,15 @@ impl RetryMiddlewareBuilder {
         self
     }
 
+    /// Attaches a [`RetryReport`](crate::RetryReport) to every response,
+    /// a clean one (a 2xx on the first attempt) included. Default `false`:
+    /// a clean response carries none — attaching one allocates — and
+    /// [`RetryReport::of`](crate::RetryReport::of) answers `None` for it.
+    pub fn report_every_response(mut self, every: bool) -> Self {
+        self.report_every_response = every;
+        self
+    }
+
     /// Validates and builds the middleware.
     ///
     /// Rejected: anything the policy's own `build` rejects, errors from the
@@ -239,6 +250,7 @@ impl RetryMiddlewareBuilder {
                 generate_keys: self.generate_keys,
                 attempt_header: self.attempt_header,
                 on_retry: self.on_retry,
+                report_every_response: self.report_every_response,
             }),
         })
     }

@@ -52,6 +52,7 @@ struct Inner {
     generate_keys: bool,
     attempt_header: Option<HeaderName>,
     on_retry: Option<Hook>,
+    report_every_response: bool,
 }
 
 impl RetryMiddleware {
@@ -183,17 +184,32 @@ impl Inner {
         if not_retried.is_some() {
             state.forbid_retries();
         }
+        let extensions = Lent::new(std::mem::take(ext));
         let mut io = HttpAttempts {
             inner: self,
             host: Arc::clone(&host),
             original: Some(req),
             next,
-            extensions: Lent::new(std::mem::take(ext)),
+            extensions: &extensions,
             attempt_started: started,
         };
         let report = policy.drive(state, &mut io).await;
+        drop(io);
         // Give the request's extensions back, as the last attempt left them.
-        *ext = io.extensions.take();
+        *ext = extensions.into_inner();
+        if let Some(Ok(response)) = report.last() {
+            let clean = report.stop() == Stop::Succeeded
+                && report.attempts() == 1
+                && response.status().is_success();
+            if clean && !self.report_every_response {
+                // The common case: answered on the first attempt. No report
+                // (an entry in the response's extensions is an allocation).
+                let Some(Ok(response)) = report.into_last() else {
+                    unreachable!("matched above")
+                };
+                return Ok(response);
+            }
+        }
         let mut retry_report = self.report(&host, &report, started, not_retried);
         match report.into_last() {
             Some(Ok(mut response)) => {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{Cell, Report};
+use crate::report::{Cell, ScenarioReport};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -12,7 +12,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The page for `reports`.
-pub fn page(reports: &[Report]) -> String {
+pub fn page(reports: &[ScenarioReport]) -> String {
     let mut h = String::new();
     h.push_str(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\

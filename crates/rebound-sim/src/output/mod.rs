@@ -22,7 +22,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::report::{Cell, Report, Table};
+use crate::report::{Cell, ScenarioReport, Table};
 
 /// A table as aligned text.
 pub fn table_text(t: &Table) -> String {
@@ -75,7 +75,7 @@ pub fn table_text(t: &Table) -> String {
 }
 
 /// The whole report as text for a terminal: title, tables, checked claims.
-pub fn terminal(r: &Report) -> String {
+pub fn terminal(r: &ScenarioReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "━━ {} — {}", r.scenario, r.title);
     let _ = writeln!(s, "   {}", r.source);
@@ -123,14 +123,14 @@ pub fn csv(t: &Table) -> io::Result<String> {
 }
 
 /// A report as pretty JSON (tables, chart series, checks, notes).
-pub fn json(r: &Report) -> io::Result<String> {
+pub fn json(r: &ScenarioReport) -> io::Result<String> {
     serde_json::to_string_pretty(r).map_err(io::Error::other)
 }
 
 /// Writes one scenario's files into `dir/<scenario>/`: a CSV per table, a
 /// CSV per chart series (`<chart>.csv`, long format), `report.json`, and
 /// each chart as SVG and PNG. Returns the files written.
-pub fn write_scenario(dir: &Path, r: &Report) -> io::Result<Vec<PathBuf>> {
+pub fn write_scenario(dir: &Path, r: &ScenarioReport) -> io::Result<Vec<PathBuf>> {
     let d = dir.join(&r.scenario);
     fs::create_dir_all(&d)?;
     let mut written = Vec::new();
@@ -171,7 +171,7 @@ pub fn write_scenario(dir: &Path, r: &Report) -> io::Result<Vec<PathBuf>> {
 
 /// Writes every report and an `index.html` linking them into `dir`.
 /// Returns the path of the index.
-pub fn write_all(dir: &Path, reports: &[Report]) -> io::Result<PathBuf> {
+pub fn write_all(dir: &Path, reports: &[ScenarioReport]) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     for r in reports {
         write_scenario(dir, r)?;

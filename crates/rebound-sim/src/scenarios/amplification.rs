@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use crate::model::{LayerSpec, SystemSpec, Workload};
-use crate::policy::PolicySpec;
-use crate::report::{Cell, Chart, Report, Table};
+use crate::policy::CallerPolicy;
+use crate::report::{Cell, Chart, ScenarioReport, Table};
+use crate::scenarios::tables;
 use crate::scenarios::Options;
-use crate::Dur;
 
 /// Retries in the main sweep.
 pub const RETRIES: u32 = 3;
@@ -31,11 +31,11 @@ pub fn success(f: f64, n: u32) -> f64 {
 pub fn spec(f: f64, retries: u32, first_tries: u64) -> SystemSpec {
     let rate = 1000.0;
     SystemSpec {
-        duration: Dur(Duration::from_secs_f64(first_tries as f64 / rate)),
+        duration: Duration::from_secs_f64(first_tries as f64 / rate),
         clients: 1,
         workload: Workload::open(rate),
-        policy: PolicySpec::attempts(retries + 1),
-        drain: Dur(Duration::from_secs(10)),
+        policy: CallerPolicy::new(tables::retry(tables::attempts(retries + 1))),
+        drain: Duration::from_secs(10),
         layers: vec![LayerSpec {
             name: "dependency".into(),
             failure_rate: f,
@@ -46,7 +46,7 @@ pub fn spec(f: f64, retries: u32, first_tries: u64) -> SystemSpec {
 }
 
 /// Runs the scenario.
-pub fn run(opts: &Options<'_>) -> Report {
+pub fn run(opts: &Options<'_>) -> ScenarioReport {
     let runs = opts.runs_or(1, 1, 1);
     let first_tries: u64 = opts.pick(100_000, 100_000, 100_000);
     let fs: Vec<f64> = opts.pick(
@@ -62,7 +62,7 @@ pub fn run(opts: &Options<'_>) -> Report {
     specs.extend(ns.iter().map(|&n| spec(1.0, n, 10_000)));
     let results = super::run_specs(opts, "amplification", &specs, runs);
 
-    let mut rep = Report::new(
+    let mut rep = ScenarioReport::new(
         "amplification",
         "Retry amplification at an i.i.d. failure rate",
         "closed form; Marc Brooker, \"What is Backoff For?\", 2022 (\"1 + n times as much work\")",
@@ -71,7 +71,7 @@ pub fn run(opts: &Options<'_>) -> Report {
     );
     rep.setup = format!(
         "One dependency fails each attempt independently with probability f; clients call it {} times \
-         per point (Poisson, 1000/s) with a rebound RetryPolicy of {} attempts (n = {} retries). \
+         per point (Poisson, 1000/s) with a rebound RetryPolicy (`retry = {{ max_attempts = {}, backoff = {{ kind = \"constant\", base = \"0s\" }} }}`) (n = {} retries). \
          Load = attempts / first tries; success = calls that succeeded / calls.",
         first_tries,
         RETRIES + 1,

@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use crate::model::{LayerSpec, SystemSpec, Workload};
-use crate::policy::{BreakerSpec, PolicySpec, RatioBudgetSpec};
-use crate::report::{Cell, Chart, Report, Table};
+use crate::policy::CallerPolicy;
+use crate::report::{Cell, Chart, ScenarioReport, Table};
+use crate::scenarios::tables;
 use crate::scenarios::Options;
-use crate::Dur;
 
 /// Retries allowed per call.
 pub const RETRIES: u32 = 3;
@@ -21,44 +21,46 @@ pub const RETRIES: u32 = 3;
 pub const TOTAL_RATE: f64 = 100.0;
 
 /// The policies compared, with their names.
-pub fn policies() -> Vec<(&'static str, PolicySpec)> {
-    let plain = PolicySpec::attempts(RETRIES + 1);
+pub fn policies() -> Vec<(&'static str, CallerPolicy)> {
+    let plain = tables::attempts(RETRIES + 1);
+    let with = |f: &dyn Fn(&mut rebound::config::RetryConfig)| {
+        let mut r = plain.clone();
+        f(&mut r);
+        tables::retry(r)
+    };
+    let breaker = || tables::ratio_breaker(20, 10, Duration::from_secs(5));
     vec![
-        ("3 retries, no budget", plain.clone()),
-        ("ratio budget 10%", plain.clone().with_ratio_budget(0.1)),
-        ("ratio budget 10% + 10/s floor", {
-            let mut p = plain.clone();
-            p.budget = Some(RatioBudgetSpec {
-                ratio: 0.1,
-                min_retries_per_second: 10.0,
-                window: Dur(Duration::from_secs(10)),
-            });
-            p
-        }),
+        ("3 retries, no budget", CallerPolicy::new(with(&|_| {}))),
+        (
+            "ratio budget 10%",
+            CallerPolicy::new(with(&|r| r.budget = Some(tables::ratio_budget(0.1)))),
+        ),
+        (
+            "ratio budget 10% + 10/s floor",
+            CallerPolicy::new(with(&|r| {
+                r.budget = Some(tables::ratio_budget_with_floor(0.1))
+            })),
+        ),
         (
             "token bucket (gRPC 10, 0.1)",
-            plain.clone().with_token_bucket(10.0, 0.1),
+            CallerPolicy::new(with(&|r| r.budget = Some(tables::token_bucket(10.0, 0.1)))),
         ),
         (
             "circuit breaker (per client)",
-            plain
-                .clone()
-                .with_breaker(BreakerSpec::ratio(20, 10, Duration::from_secs(5))),
+            CallerPolicy::new(with(&|r| r.breaker = Some(breaker()))),
         ),
         (
             "circuit breaker (shared)",
-            plain
-                .with_breaker(BreakerSpec::ratio(20, 10, Duration::from_secs(5)))
-                .with_scope(crate::policy::Scope::Shared),
+            CallerPolicy::shared(with(&|r| r.breaker = Some(breaker()))),
         ),
     ]
 }
 
 /// `clients` clients sharing [`TOTAL_RATE`] calls per second to a
 /// dependency failing at rate `f`, each with its own copy of `policy`.
-pub fn spec(policy: &PolicySpec, clients: u32, f: f64, duration: Duration) -> SystemSpec {
+pub fn spec(policy: &CallerPolicy, clients: u32, f: f64, duration: Duration) -> SystemSpec {
     SystemSpec {
-        duration: Dur(duration),
+        duration,
         clients,
         workload: Workload::open(TOTAL_RATE),
         policy: policy.clone(),
@@ -72,7 +74,7 @@ pub fn spec(policy: &PolicySpec, clients: u32, f: f64, duration: Duration) -> Sy
 }
 
 /// Runs the scenario.
-pub fn run(opts: &Options<'_>) -> Report {
+pub fn run(opts: &Options<'_>) -> ScenarioReport {
     let runs = opts.runs_or(3, 1, 1);
     let duration = Duration::from_secs(opts.pick(30, 30, 20));
     let clients = [10u32, 100, 1000];
@@ -83,7 +85,7 @@ pub fn run(opts: &Options<'_>) -> Report {
         .flat_map(|(_, p)| clients.iter().map(move |&c| spec(p, c, f, duration)))
         .collect();
     let results = super::run_specs(opts, "budgets", &specs, runs);
-    let mut rep = Report::new(
+    let mut rep = ScenarioReport::new(
         "budgets",
         "Retry budgets, token buckets and breakers as clients multiply",
         "Google SRE book ch. 22 (retry budgets); gRFC A6 (gRPC retry throttling); Marc Brooker, \"Fixing retries with token buckets and circuit breakers\", 2022",

@@ -8,7 +8,7 @@
 //! slowest by far; the work grows faster than N for all.
 
 use crate::occ::{self, OccRun, Strategy};
-use crate::report::{Cell, Chart, Report, Table};
+use crate::report::{Cell, Chart, ScenarioReport, Table};
 use crate::scenarios::Options;
 use crate::seed::derive;
 use crate::stats::mean;
@@ -78,11 +78,11 @@ pub fn sweep(opts: &Options<'_>, clients: &[u32], runs: u32) -> Sweep {
 }
 
 /// Runs the scenario.
-pub fn run(opts: &Options<'_>) -> Report {
+pub fn run(opts: &Options<'_>) -> ScenarioReport {
     let runs = opts.runs_or(100, 10, 4);
     let clients = clients(opts);
     let sw = sweep(opts, &clients, runs);
-    let mut rep = Report::new(
+    let mut rep = ScenarioReport::new(
         "jitter-occ",
         "Exponential backoff and jitter on contended optimistic writes",
         "Marc Brooker, \"Exponential Backoff And Jitter\", AWS Architecture Blog, 2015",

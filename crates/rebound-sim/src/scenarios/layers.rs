@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use crate::model::{LayerSpec, SystemSpec, Workload};
-use crate::policy::{PolicySpec, Scope};
-use crate::report::{Cell, Chart, Report, Table};
+use crate::policy::CallerPolicy;
+use crate::report::{Cell, Chart, ScenarioReport, Table};
+use crate::scenarios::tables;
 use crate::scenarios::Options;
-use crate::Dur;
 
 /// Where the retries are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +32,11 @@ pub fn spec(depth: usize, attempts: u32, placement: Placement, first_tries: u64)
             Placement::TopOnly if !top => 1,
             _ => attempts,
         };
-        let p = PolicySpec::attempts(n).with_scope(Scope::Shared);
+        let mut retry = tables::attempts(n);
         if placement == Placement::EveryWithBudget {
-            p.with_ratio_budget(0.1)
-        } else {
-            p
+            retry.budget = Some(tables::ratio_budget(0.1));
         }
+        tables::retry(retry)
     };
     let rate = 100.0;
     let mut layers: Vec<LayerSpec> = (0..depth - 1)
@@ -53,17 +52,17 @@ pub fn spec(depth: usize, attempts: u32, placement: Placement, first_tries: u64)
         ..LayerSpec::default()
     });
     SystemSpec {
-        duration: Dur(Duration::from_secs_f64(first_tries as f64 / rate)),
+        duration: Duration::from_secs_f64(first_tries as f64 / rate),
         workload: Workload::open(rate),
-        policy: retrying(true),
+        policy: CallerPolicy::shared(retrying(true)),
         layers,
-        drain: Dur(Duration::from_secs(10)),
+        drain: Duration::from_secs(10),
         ..SystemSpec::default()
     }
 }
 
 /// Runs the scenario.
-pub fn run(opts: &Options<'_>) -> Report {
+pub fn run(opts: &Options<'_>) -> ScenarioReport {
     let runs = opts.runs_or(1, 1, 1);
     let first_tries = opts.pick(5_000, 2_000, 1_000);
     let cases = [
@@ -79,7 +78,7 @@ pub fn run(opts: &Options<'_>) -> Report {
         .map(|&(d, a, p)| spec(d, a, p, first_tries))
         .collect();
     let results = super::run_specs(opts, "layers", &specs, runs);
-    let mut rep = Report::new(
+    let mut rep = ScenarioReport::new(
         "layers",
         "Retries at every layer of a stack",
         "Google SRE book, ch. 22 (3 layers × 4 attempts = 64×); AWS Builders' Library, \"Timeouts, retries and backoff with jitter\" (5 layers × 3 = 243×)",

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use crate::dist::Dist;
 use crate::model::{LayerSpec, Outage, OutageMode, SystemSpec, Workload};
-use crate::policy::{BreakerSpec, PolicySpec};
-use crate::report::{Band, Cell, Chart, Report, Table};
+use crate::policy::CallerPolicy;
+use crate::report::{Band, Cell, Chart, ScenarioReport, Table};
+use crate::scenarios::tables;
 use crate::scenarios::Options;
-use crate::Dur;
 
 /// Server capacity, requests per second.
 pub const CAPACITY: f64 = 300.0;
@@ -29,23 +29,38 @@ pub const TRIGGER_END: Duration = Duration::from_secs(20);
 
 /// The policies compared: one retry after a 1 s timeout, with nothing else
 /// or with a budget or breaker.
-pub fn policies() -> Vec<(&'static str, PolicySpec)> {
-    let base = PolicySpec::attempts(2).with_attempt_timeout(Duration::from_secs(1));
-    let mut breaker = BreakerSpec::ratio(20, 10, Duration::from_secs(5));
+pub fn policies() -> Vec<(&'static str, CallerPolicy)> {
+    let mut base = tables::attempts(2);
+    base.attempt_timeout = Some(Duration::from_secs(1));
+    let mut breaker = tables::ratio_breaker(20, 10, Duration::from_secs(5));
     breaker.break_jitter = Some(0.2);
+    let with = |f: &dyn Fn(&mut rebound::config::RetryConfig)| {
+        let mut r = base.clone();
+        f(&mut r);
+        CallerPolicy::new(tables::retry(r))
+    };
     vec![
-        ("no mitigation", base.clone()),
-        ("ratio budget 10%", base.clone().with_ratio_budget(0.1)),
-        ("token bucket", base.clone().with_token_bucket(10.0, 0.1)),
-        ("circuit breaker", base.with_breaker(breaker)),
+        ("no mitigation", with(&|_| {})),
+        (
+            "ratio budget 10%",
+            with(&|r| r.budget = Some(tables::ratio_budget(0.1))),
+        ),
+        (
+            "token bucket",
+            with(&|r| r.budget = Some(tables::token_bucket(10.0, 0.1))),
+        ),
+        (
+            "circuit breaker",
+            with(&|r| r.breaker = Some(breaker.clone())),
+        ),
     ]
 }
 
 /// Ten clients sending `rate` QPS in total with `policy` each, to a 300 QPS
 /// server that stalls from 10 s to 20 s; the run lasts `after` past the stall.
-pub fn spec(policy: &PolicySpec, rate: f64, after: Duration) -> SystemSpec {
+pub fn spec(policy: &CallerPolicy, rate: f64, after: Duration) -> SystemSpec {
     SystemSpec {
-        duration: Dur(TRIGGER_END + after),
+        duration: TRIGGER_END + after,
         clients: 10,
         workload: Workload::open(rate),
         policy: policy.clone(),
@@ -54,13 +69,13 @@ pub fn spec(policy: &PolicySpec, rate: f64, after: Duration) -> SystemSpec {
             workers: Some(1),
             service: Dist::exponential(Duration::from_secs_f64(1.0 / CAPACITY)),
             outages: vec![Outage {
-                start: Dur(TRIGGER_START),
-                end: Dur(TRIGGER_END),
+                start: TRIGGER_START,
+                end: TRIGGER_END,
                 mode: OutageMode::Stall,
             }],
             ..LayerSpec::default()
         }],
-        trigger_end: Some(Dur(TRIGGER_END)),
+        trigger_end: Some(TRIGGER_END),
         ..SystemSpec::default()
     }
 }
@@ -89,7 +104,7 @@ pub fn boundary(rates: &[f64], healed: &[bool]) -> Option<f64> {
 }
 
 /// Runs the scenario.
-pub fn run(opts: &Options<'_>) -> Report {
+pub fn run(opts: &Options<'_>) -> ScenarioReport {
     let runs = opts.runs_or(3, 1, 1);
     let after = Duration::from_secs(opts.pick(300, 150, 150));
     let rates = rates(opts);
@@ -101,7 +116,7 @@ pub fn run(opts: &Options<'_>) -> Report {
     let results = super::run_specs(opts, "metastable", &specs, runs);
     let te = crate::dist::nanos(TRIGGER_END);
 
-    let mut rep = Report::new(
+    let mut rep = ScenarioReport::new(
         "metastable",
         "A retry storm that outlives its trigger (metastable failure)",
         "Bronson, Aghayev, Charapko, Zhu, \"Metastable Failures in Distributed Systems\", HotOS 2021",

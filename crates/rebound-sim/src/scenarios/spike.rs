@@ -31,10 +31,11 @@ use std::time::Duration;
 
 use crate::dist::Dist;
 use crate::model::{LayerSpec, SystemSpec, Workload};
-use crate::policy::{BackoffSpec, BreakerSpec, JitterSpec, PolicySpec};
-use crate::report::{Band, Cell, Chart, Report, Table};
+use crate::policy::CallerPolicy;
+use crate::report::{Band, Cell, Chart, ScenarioReport, Table};
+use crate::scenarios::tables;
 use crate::scenarios::Options;
-use crate::Dur;
+use rebound::config::JitterConfig;
 
 /// Base arrival rate.
 pub const LAMBDA: f64 = 9.3;
@@ -61,40 +62,50 @@ pub const WINDOW: usize = 20;
 /// budget adds up to `ratio × λ` of retries, which must stay below
 /// `μ − λ` (here 7.5% of λ) for a full queue to drain while every call
 /// fails. A 10% budget does not: 1.1 × 9.3 = 10.23/s > μ.
-pub fn policies() -> Vec<(&'static str, PolicySpec)> {
-    let plain = PolicySpec::attempts(4).with_attempt_timeout(TIMEOUT);
-    let jittered = plain.clone().with_backoff(BackoffSpec::exponential(
+pub fn policies() -> Vec<(&'static str, CallerPolicy)> {
+    let mut plain = tables::attempts(4);
+    plain.attempt_timeout = Some(TIMEOUT);
+    let mut jittered = plain.clone();
+    jittered.backoff = Some(tables::exponential(
         Duration::from_secs(1),
         Duration::from_secs(30),
-        JitterSpec::Full,
+        JitterConfig::Full,
     ));
-    let mut breaker = BreakerSpec::ratio(20, 10, Duration::from_secs(5));
+    let mut breaker = tables::ratio_breaker(20, 10, Duration::from_secs(5));
     breaker.break_jitter = Some(0.2);
+    let with = |f: &dyn Fn(&mut rebound::config::RetryConfig)| {
+        let mut r = jittered.clone();
+        f(&mut r);
+        CallerPolicy::new(tables::retry(r))
+    };
     vec![
-        ("3 retries, no backoff", plain),
+        (
+            "3 retries, no backoff",
+            CallerPolicy::new(tables::retry(plain)),
+        ),
         (
             "jittered backoff + ratio budget 10%",
-            jittered.clone().with_ratio_budget(0.1),
+            with(&|r| r.budget = Some(tables::ratio_budget(0.1))),
         ),
         (
             "jittered backoff + token bucket",
-            jittered.clone().with_token_bucket(10.0, 0.1),
+            with(&|r| r.budget = Some(tables::token_bucket(10.0, 0.1))),
         ),
         (
             "jittered backoff + circuit breaker",
-            jittered.clone().with_breaker(breaker),
+            with(&|r| r.breaker = Some(breaker.clone())),
         ),
         (
             "jittered backoff + ratio budget 5%",
-            jittered.with_ratio_budget(0.05),
+            with(&|r| r.budget = Some(tables::ratio_budget(0.05))),
         ),
     ]
 }
 
 /// The system with `policy` on 10 clients, running `after` past the spike.
-pub fn spec(policy: &PolicySpec, after: Duration) -> SystemSpec {
+pub fn spec(policy: &CallerPolicy, after: Duration) -> SystemSpec {
     SystemSpec {
-        duration: Dur(SPIKE_END + after),
+        duration: SPIKE_END + after,
         clients: 10,
         workload: Workload::open(LAMBDA).with_spike(SPIKE_START, SPIKE_END, SPIKE_RATE),
         policy: policy.clone(),
@@ -105,13 +116,13 @@ pub fn spec(policy: &PolicySpec, after: Duration) -> SystemSpec {
             service: Dist::exponential(Duration::from_secs_f64(1.0 / MU)),
             ..LayerSpec::default()
         }],
-        trigger_end: Some(Dur(SPIKE_END)),
+        trigger_end: Some(SPIKE_END),
         ..SystemSpec::default()
     }
 }
 
 /// Runs the scenario.
-pub fn run(opts: &Options<'_>) -> Report {
+pub fn run(opts: &Options<'_>) -> ScenarioReport {
     let runs = opts.runs_or(5, 2, 2);
     let after = Duration::from_secs(opts.pick(600, 300, 300));
     let pols = policies();
@@ -129,10 +140,10 @@ pub fn run(opts: &Options<'_>) -> Report {
     let drain = QUEUE as f64 / (MU - LAMBDA);
     let bound = TIMEOUT.as_secs_f64() + drain;
 
-    let mut rep = Report::new(
+    let mut rep = ScenarioReport::new(
         "spike",
         "A load spike on an M/M/1 server with retries on timeout",
-        "Marc Brooker, \"Metastability and Distributed Systems\" (2021) and the M/M/1 retry model of the seeds' retry-storm discussion",
+        "Marc Brooker, \"Metastability and Distributed Systems\" (2021); an M/M/1 queue with retries on timeout",
         opts.seed,
         runs,
     );

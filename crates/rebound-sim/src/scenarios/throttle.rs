@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use crate::dist::Dist;
 use crate::model::{LayerSpec, SystemSpec, Workload};
-use crate::policy::{BackoffSpec, JitterSpec, PolicySpec, ThrottleSpec};
-use crate::report::{Cell, Chart, Report, Table};
+use crate::policy::CallerPolicy;
+use crate::report::{Cell, Chart, ScenarioReport, Table};
+use crate::scenarios::tables;
 use crate::scenarios::Options;
 use crate::stats::RunStats;
-use crate::Dur;
+use rebound::config::JitterConfig;
 
 /// Demand as a multiple of the backend's capacity.
 pub const DEMANDS: [f64; 3] = [2.0, 5.0, 10.0];
@@ -70,30 +71,31 @@ pub fn sizes(opts: &Options<'_>) -> Sizes {
 }
 
 /// The policies compared, with their names and the `K` they aim at.
-pub fn policies(window: Duration) -> Vec<(String, PolicySpec, Option<f64>)> {
-    let once = PolicySpec::attempts(1);
-    let retrying = PolicySpec::attempts(3).with_backoff(BackoffSpec::exponential(
+pub fn policies(window: Duration) -> Vec<(String, CallerPolicy, Option<f64>)> {
+    let once = tables::attempts(1);
+    let mut retrying = tables::attempts(3);
+    retrying.backoff = Some(tables::exponential(
         Duration::from_millis(100),
         Duration::from_secs(2),
-        JitterSpec::Full,
+        JitterConfig::Full,
     ));
-    let th = |k: f64| ThrottleSpec {
-        k: Some(k),
-        window: Some(Dur(window)),
-        buckets: None,
+    let throttled = |retry: &rebound::config::RetryConfig, k: f64| {
+        let mut r = retry.clone();
+        r.throttle = Some(tables::throttle(k, window));
+        CallerPolicy::new(tables::retry(r))
     };
-    let mut out = vec![("no throttle".to_string(), once.clone(), None)];
+    let mut out = vec![(
+        "no throttle".to_string(),
+        CallerPolicy::new(tables::retry(once.clone())),
+        None,
+    )];
     for k in KS {
-        out.push((
-            format!("throttle K = {k}"),
-            once.clone().with_throttle(th(k)),
-            Some(k),
-        ));
+        out.push((format!("throttle K = {k}"), throttled(&once, k), Some(k)));
     }
     for k in KS {
         out.push((
             format!("throttle K = {k}, 3 attempts"),
-            retrying.clone().with_throttle(th(k)),
+            throttled(&retrying, k),
             Some(k),
         ));
     }
@@ -103,9 +105,9 @@ pub fn policies(window: Duration) -> Vec<(String, PolicySpec, Option<f64>)> {
 /// The system: [`CLIENTS`] clients sending `demand` × capacity calls per
 /// second to a backend of [`WORKERS`] workers (exponential service times)
 /// and [`QUEUE`] queue places.
-pub fn spec(policy: &PolicySpec, demand: f64, s: &Sizes) -> SystemSpec {
+pub fn spec(policy: &CallerPolicy, demand: f64, s: &Sizes) -> SystemSpec {
     SystemSpec {
-        duration: Dur(s.duration),
+        duration: s.duration,
         clients: CLIENTS,
         workload: Workload::open(demand * s.capacity),
         policy: policy.clone(),
@@ -130,7 +132,7 @@ fn sent_accepted(r: &RunStats, from: usize) -> (u64, u64) {
 }
 
 /// Runs the scenario.
-pub fn run(opts: &Options<'_>) -> Report {
+pub fn run(opts: &Options<'_>) -> ScenarioReport {
     let runs = opts.runs_or(3, 1, 1);
     let s = sizes(opts);
     let pols = policies(s.window);
@@ -141,7 +143,7 @@ pub fn run(opts: &Options<'_>) -> Report {
     let results = super::run_specs(opts, "throttle", &specs, runs);
     let from = s.warmup.as_secs() as usize; // bins are 1 s
 
-    let mut rep = Report::new(
+    let mut rep = ScenarioReport::new(
         "throttle",
         "Adaptive client-side throttling in overload",
         "Google SRE book, ch. 21 \"Handling Overload\", client-side throttling (Beyer et al., 2016)",

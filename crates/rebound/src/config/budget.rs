@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::BuildEnv;
 use crate::{ConfigError, RetryBudget};
 
 /// A [`RetryBudget`] in a file: `kind` is `ratio` or `token_bucket`.
@@ -45,6 +46,12 @@ pub enum BudgetConfig {
 impl BudgetConfig {
     /// The budget, validated.
     pub fn build(&self) -> Result<RetryBudget, ConfigError> {
+        self.build_in(&BuildEnv::default())
+    }
+
+    /// The budget, validated, on the clock of `env` (a ratio budget's
+    /// window reads it).
+    pub fn build_in(&self, env: &BuildEnv) -> Result<RetryBudget, ConfigError> {
         match *self {
             BudgetConfig::Ratio {
                 ratio,
@@ -62,7 +69,7 @@ impl BudgetConfig {
                 if let Some(n) = buckets {
                     b = b.buckets(n);
                 }
-                b.build()
+                b.clock(env.clock.clone()).build()
             }
             BudgetConfig::TokenBucket {
                 max_tokens,

@@ -166,6 +166,24 @@ impl Policies {
     }
 }
 
+/// The 1-based line where the field at `path` is written in the TOML
+/// document `src`, or where the deepest part of it that is written is (a
+/// field left at its default is not); `None` if `src` does not parse or
+/// nothing of `path` is written. `path` is dotted, with array indices in
+/// brackets, as [`ConfigError::path`] and [`ConfigFileError::path`] write
+/// it. For tools that embed policy tables in files of their own, so their
+/// errors point at a line too.
+///
+/// ```
+/// let src = "[a]\nx = 1\n\n[[a.list]]\ny = 2\n\n[[a.list]]\ny = 3\n";
+/// assert_eq!(rebound::config::toml_line_of(src, "a.x"), Some(2));
+/// assert_eq!(rebound::config::toml_line_of(src, "a.list[1].y"), Some(8));
+/// assert_eq!(rebound::config::toml_line_of(src, "a.list[1].z"), Some(7));
+/// ```
+pub fn toml_line_of(src: &str, path: &str) -> Option<usize> {
+    toml_line(src, &segments(path))
+}
+
 /// One step of a path into a document: a key, or an index in an array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seg<'a> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::BudgetConfig;
+use super::{BudgetConfig, BuildEnv};
 use crate::hedge::HedgePolicyBuilder;
 use crate::ConfigError;
 
@@ -83,7 +83,19 @@ pub struct HedgeConfig {
 impl HedgeConfig {
     /// The policy's builder, set from the file.
     pub fn builder(&self, dependency: &str) -> Result<HedgePolicyBuilder, ConfigError> {
-        let mut b = crate::hedge::HedgePolicy::builder().dependency(dependency);
+        self.builder_in(dependency, &BuildEnv::default())
+    }
+
+    /// The policy's builder, set from the file, with the clock of `env`
+    /// for the policy and its budget.
+    pub fn builder_in(
+        &self,
+        dependency: &str,
+        env: &BuildEnv,
+    ) -> Result<HedgePolicyBuilder, ConfigError> {
+        let mut b = crate::hedge::HedgePolicy::builder()
+            .dependency(dependency)
+            .clock(env.clock.clone());
         if let Some(n) = self.max_attempts {
             b = b.max_attempts(n);
         }
@@ -106,7 +118,7 @@ impl HedgeConfig {
             }
         }
         if let Some(budget) = &self.budget {
-            b = b.budget(budget.build().map_err(|e| e.within("budget"))?);
+            b = b.budget(budget.build_in(env).map_err(|e| e.within("budget"))?);
         }
         Ok(b)
     }

@@ -55,13 +55,46 @@ pub use backoff::{BackoffConfig, BackoffKind, JitterConfig};
 pub use breaker::{BreakerConfig, GrowthConfig, WindowConfig};
 pub use budget::BudgetConfig;
 pub use bulkhead::BulkheadConfig;
-pub use file::{ConfigFileError, Policies};
+pub use file::{toml_line_of, ConfigFileError, Policies};
 pub use hedge::HedgeConfig;
 pub use pipeline::{PipelineConfig, StageConfig, StandardConfig};
 pub use retry::RetryConfig;
 pub use throttle::ThrottleConfig;
 
-use crate::{Bulkhead, CircuitBreaker, ConfigError, RetryPolicy};
+use crate::{Bulkhead, CircuitBreaker, Clock, ConfigError, RandomSource, RetryPolicy};
+
+/// The clock and the source of randomness of the policies built from a
+/// file, for the `*_in` builders ([`RetryConfig::builder_in`],
+/// [`HedgeConfig::builder_in`], [`PipelineConfig::build_in`],
+/// [`BudgetConfig::build_in`]): every policy they build, the ones nested
+/// inside included (a retry policy's breaker, throttle and budget, a
+/// pipeline's stages), reads `clock` and draws from `random`.
+///
+/// # Default
+/// What each builder defaults to: [`Clock::default`] and
+/// [`RandomSource::entropy`]. A test or a simulator passes a manual clock
+/// and a seeded source, so a file's policies run in virtual time and
+/// repeat.
+///
+/// ```
+/// use rebound::config::{BuildEnv, RetryConfig};
+/// use rebound::{Clock, RandomSource};
+///
+/// let (clock, _time) = Clock::manual();
+/// let env = BuildEnv { clock, random: RandomSource::seeded(7) };
+/// let retry: RetryConfig = toml::from_str("max_attempts = 2")?;
+/// let policy = retry.builder_in("inventory", &env)?.build()?;
+/// assert_eq!(policy.random().seed(), Some(7));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct BuildEnv {
+    /// The clock every policy reads.
+    pub clock: Clock,
+    /// The source every policy draws from (jitter, break jitter, the
+    /// throttle's rejections).
+    pub random: RandomSource,
+}
 
 /// Every policy of one dependency; each is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "tokio")]
+use super::BuildEnv;
 use super::{
     BackoffConfig, BreakerConfig, BulkheadConfig, HedgeConfig, RetryConfig, ThrottleConfig,
 };
@@ -108,9 +110,22 @@ impl PipelineConfig {
     /// dependency: `pipeline.stages[2].delay`, `pipeline.standard.max_attempts`,
     /// or `pipeline.stages` for a rule about the combination.
     pub fn build(&self, dependency: &str) -> Result<crate::pipeline::Pipeline, ConfigError> {
+        self.build_in(dependency, &BuildEnv::default())
+    }
+
+    /// The pipeline, validated as [`build`](Self::build) does, with the
+    /// clock and source of randomness of `env` for the pipeline and every
+    /// policy in its stages.
+    pub fn build_in(
+        &self,
+        dependency: &str,
+        env: &BuildEnv,
+    ) -> Result<crate::pipeline::Pipeline, ConfigError> {
         match self {
-            PipelineConfig::Standard(s) => s.build(dependency).map_err(|e| e.within("pipeline")),
-            PipelineConfig::Stages(stages) => build_stages(stages, dependency),
+            PipelineConfig::Standard(s) => {
+                s.build(dependency, env).map_err(|e| e.within("pipeline"))
+            }
+            PipelineConfig::Stages(stages) => build_stages(stages, dependency, env),
         }
     }
 }
@@ -119,8 +134,15 @@ impl PipelineConfig {
 impl StandardConfig {
     /// The preset with the file's settings; errors name the field under
     /// `standard`.
-    fn build(&self, dependency: &str) -> Result<crate::pipeline::Pipeline, ConfigError> {
-        let mut b = crate::pipeline::Pipeline::standard().dependency(dependency);
+    fn build(
+        &self,
+        dependency: &str,
+        env: &BuildEnv,
+    ) -> Result<crate::pipeline::Pipeline, ConfigError> {
+        let mut b = crate::pipeline::Pipeline::standard()
+            .dependency(dependency)
+            .clock(env.clock.clone())
+            .random(env.random.clone());
         if let Some(v) = self.total_timeout {
             b = b.total_timeout(v);
         }
@@ -157,8 +179,11 @@ impl StandardConfig {
 fn build_stages(
     stages: &[StageConfig],
     dependency: &str,
+    env: &BuildEnv,
 ) -> Result<crate::pipeline::Pipeline, ConfigError> {
-    let mut b = crate::pipeline::Pipeline::builder().dependency(dependency);
+    let mut b = crate::pipeline::Pipeline::builder()
+        .dependency(dependency)
+        .clock(env.clock.clone());
     for (i, s) in stages.iter().enumerate() {
         let at = |e: ConfigError| e.within(format_args!("stages[{i}]")).within("pipeline");
         b = match s {
@@ -166,15 +191,36 @@ fn build_stages(
                 crate::Timeout::new(*timeout).map_err(at)?;
                 b.timeout(*timeout)
             }
-            StageConfig::Retry(r) => b.retry(r.build(dependency).map_err(at)?),
-            StageConfig::CircuitBreaker(c) => b.circuit_breaker(c.build(dependency).map_err(at)?),
-            StageConfig::Bulkhead(h) => b.bulkhead(h.build(dependency).map_err(at)?),
-            StageConfig::Throttle(t) => b.throttle(t.builder(dependency).build().map_err(at)?),
+            StageConfig::Retry(r) => b.retry(
+                r.builder_in(dependency, env)
+                    .and_then(|r| r.build())
+                    .map_err(at)?,
+            ),
+            StageConfig::CircuitBreaker(c) => {
+                let breaker = c
+                    .builder(dependency)
+                    .clock(env.clock.clone())
+                    .random(env.random.clone())
+                    .build();
+                b.circuit_breaker(breaker.map_err(at)?)
+            }
+            StageConfig::Bulkhead(h) => {
+                let bulkhead = h.builder(dependency).clock(env.clock.clone()).build();
+                b.bulkhead(bulkhead.map_err(at)?)
+            }
+            StageConfig::Throttle(t) => {
+                let throttle = t
+                    .builder(dependency)
+                    .clock(env.clock.clone())
+                    .random(env.random.clone())
+                    .build();
+                b.throttle(throttle.map_err(at)?)
+            }
             StageConfig::Hedge(h) => {
                 if h.idempotent {
                     b = b.idempotent();
                 }
-                let policy = h.builder(dependency).and_then(|p| p.build());
+                let policy = h.builder_in(dependency, env).and_then(|p| p.build());
                 b.hedge(policy.map_err(at)?)
             }
         };

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BackoffConfig, BreakerConfig, BudgetConfig, ThrottleConfig};
+use super::{BackoffConfig, BreakerConfig, BudgetConfig, BuildEnv, ThrottleConfig};
 use crate::retry::RetryPolicyBuilder;
 use crate::{ConfigError, RetryPolicy};
 
@@ -55,7 +55,21 @@ impl RetryConfig {
     /// The policy's builder, set from the file (adjust the clock, breaker
     /// or budget sharing before building).
     pub fn builder(&self, dependency: &str) -> Result<RetryPolicyBuilder, ConfigError> {
-        let mut b = RetryPolicy::builder().dependency(dependency);
+        self.builder_in(dependency, &BuildEnv::default())
+    }
+
+    /// The policy's builder, set from the file, with the clock and source
+    /// of randomness of `env` for the policy and for the breaker, throttle
+    /// and budget inside it.
+    pub fn builder_in(
+        &self,
+        dependency: &str,
+        env: &BuildEnv,
+    ) -> Result<RetryPolicyBuilder, ConfigError> {
+        let mut b = RetryPolicy::builder()
+            .dependency(dependency)
+            .clock(env.clock.clone())
+            .random(env.random.clone());
         if let Some(n) = self.max_attempts {
             b = b.max_attempts(n);
         }
@@ -72,17 +86,24 @@ impl RetryConfig {
             b = b.max_server_delay(t);
         }
         if let Some(cb) = &self.breaker {
-            b = b.breaker(cb.build(dependency).map_err(|e| e.within("breaker"))?);
+            let breaker = cb
+                .builder(dependency)
+                .clock(env.clock.clone())
+                .random(env.random.clone())
+                .build();
+            b = b.breaker(breaker.map_err(|e| e.within("breaker"))?);
         }
         if let Some(t) = &self.throttle {
             b = b.throttle(
                 t.builder(dependency)
+                    .clock(env.clock.clone())
+                    .random(env.random.clone())
                     .build()
                     .map_err(|e| e.within("throttle"))?,
             );
         }
         if let Some(budget) = &self.budget {
-            b = b.budget(budget.build().map_err(|e| e.within("budget"))?);
+            b = b.budget(budget.build_in(env).map_err(|e| e.within("budget"))?);
         }
         Ok(b)
     }
