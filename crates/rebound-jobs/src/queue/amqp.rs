@@ -118,6 +118,10 @@ struct Inner {
     in_flight: InFlight<lapin::Acker>,
     retry_queues: Mutex<BTreeSet<u64>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// The runtime the queue was connected on: the consumer task runs
+    /// there, not on whichever runtime happens to claim first (which may
+    /// block, like a worker on a current-thread runtime).
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for AmqpQueue {
@@ -219,6 +223,7 @@ impl AmqpQueue {
                 in_flight: InFlight::default(),
                 retry_queues: Mutex::new(BTreeSet::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
+                runtime: tokio::runtime::Handle::current(),
             }),
             clock: rebound::Clock::default(),
         };
@@ -366,7 +371,7 @@ impl AmqpQueue {
                     .await
                     .map_err(unavailable)?;
                 let (tx, wake) = (i.deliveries_tx.clone(), i.wake.clone());
-                tokio::spawn(async move {
+                i.runtime.spawn(async move {
                     // Ends when the channel closes; the next claim
                     // reconnects.
                     let _keep = consume;
