@@ -1,5 +1,6 @@
 //! `rebound dlq`: inspect and operate the dead-letter queue of a
-//! rebound-jobs queue (the embedded file or PostgreSQL).
+//! rebound-jobs queue (the embedded file, PostgreSQL) or broker (a Redis
+//! stream, a NATS JetStream stream, a RabbitMQ queue).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -9,8 +10,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use rebound_jobs::time::wall;
 use rebound_jobs::{
-    dlq, DeadLetterFilter, DeadLetterReason, EmbeddedQueue, JobId, JobRecord, PostgresQueue, Queue,
-    RedriveOptions, Timestamp,
+    dlq, AmqpQueue, DeadLetterFilter, DeadLetterReason, EmbeddedQueue, JobId, JobRecord, NatsQueue,
+    PostgresQueue, Queue, RedisStreamQueue, RedriveOptions, Timestamp,
 };
 
 const DLQ_EXAMPLES: &str = "\
@@ -26,6 +27,12 @@ Examples:
       each with a fresh attempt budget.
   rebound dlq --file jobs.redb purge --older-than 30d
       Delete dead-lettered jobs older than 30 days.
+  rebound dlq --redis redis://127.0.0.1:6379 --stream invoices list
+      The dead-letter stream invoices:rebound:dead of the Redis stream invoices.
+  rebound dlq --nats nats://127.0.0.1:4222 --stream INVOICES show 1042
+      One job of the JetStream dead-letter stream INVOICES_DEAD.
+  rebound dlq --amqp amqp://guest:guest@127.0.0.1:5672/%2f --queue invoices redrive --all
+      Every job of the RabbitMQ queue invoices.dead back to invoices.
 
 The embedded queue file is locked by the process that has it open: stop the worker
 first (or run these operations through it). Add --json for machine-readable output.";
@@ -55,6 +62,34 @@ pub struct DlqArgs {
         default_value = "rebound_jobs"
     )]
     table: String,
+
+    /// A Redis server whose stream (--stream) holds the jobs; its
+    /// dead-letter stream is `<stream>:rebound:dead`.
+    #[arg(
+        long,
+        value_name = "URL",
+        global = true,
+        env = "REBOUND_JOBS_REDIS_URL"
+    )]
+    redis: Option<String>,
+
+    /// A NATS server whose JetStream stream (--stream) holds the jobs; its
+    /// dead-letter stream is `<stream>_DEAD`.
+    #[arg(long, value_name = "URL", global = true, env = "REBOUND_JOBS_NATS_URL")]
+    nats: Option<String>,
+
+    /// A RabbitMQ server whose quorum queue (--queue) holds the jobs; its
+    /// dead-letter queue is `<queue>.dead`.
+    #[arg(long, value_name = "URL", global = true, env = "REBOUND_JOBS_AMQP_URL")]
+    amqp: Option<String>,
+
+    /// The stream of --redis or --nats.
+    #[arg(long, value_name = "STREAM", global = true)]
+    stream: Option<String>,
+
+    /// Only this queue (with --file, --postgres); the queue of --amqp.
+    #[arg(long, value_name = "NAME", global = true)]
+    queue: Option<String>,
 
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -99,26 +134,16 @@ enum DlqCommand {
         /// Only jobs dead-lettered at least this long ago (e.g. 30d, 12h).
         #[arg(long, value_name = "AGE", value_parser = parse_age)]
         older_than: Duration,
-        /// Only this queue.
-        #[arg(long, value_name = "NAME")]
-        queue: Option<String>,
         /// Only this reason.
         #[arg(long, value_name = "REASON")]
         reason: Option<DeadLetterReason>,
     },
     /// How many jobs are dead-lettered.
-    Depth {
-        /// Only this queue.
-        #[arg(long, value_name = "NAME")]
-        queue: Option<String>,
-    },
+    Depth,
 }
 
 #[derive(Debug, Args)]
 struct FilterArgs {
-    /// Only this queue.
-    #[arg(long, value_name = "NAME")]
-    queue: Option<String>,
     /// Only this reason: exhausted, expired, permanent, poison.
     #[arg(long, value_name = "REASON")]
     reason: Option<DeadLetterReason>,
@@ -134,17 +159,17 @@ struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn is_empty(&self) -> bool {
-        self.queue.is_none()
+    fn is_empty(&self, queue: Option<&str>) -> bool {
+        queue.is_none()
             && self.reason.is_none()
             && self.error.is_none()
             && self.older_than.is_none()
             && self.newer_than.is_none()
     }
 
-    fn to_filter(&self, now: Timestamp) -> DeadLetterFilter {
+    fn to_filter(&self, queue: Option<&str>, now: Timestamp) -> DeadLetterFilter {
         let mut f = DeadLetterFilter {
-            queue: self.queue.clone(),
+            queue: queue.map(str::to_owned),
             reason: self.reason,
             error_contains: self.error.clone(),
             ..Default::default()
@@ -188,36 +213,81 @@ pub fn run(args: DlqArgs) -> ExitCode {
     }
 }
 
-fn open(args: &DlqArgs) -> Result<Box<dyn Queue>, String> {
-    match (&args.file, &args.postgres) {
-        (Some(path), _) => EmbeddedQueue::open_existing(path)
-            .map(|q| Box::new(q) as Box<dyn Queue>)
-            .map_err(|e| e.to_string()),
-        (None, Some(url)) => PostgresQueue::connect(url)
-            .and_then(|q| q.with_table(&args.table))
-            .map(|q| Box::new(q) as Box<dyn Queue>)
-            .map_err(|e| e.to_string()),
-        (None, None) => Err(
-            "which queue? give --file PATH (an embedded queue file) or --postgres URL \
-             (or set REBOUND_JOBS_POSTGRES_URL)"
-                .into(),
-        ),
+async fn open(args: &DlqArgs) -> Result<Box<dyn Queue>, String> {
+    let stream = |flag: &str| {
+        args.stream
+            .clone()
+            .ok_or_else(|| format!("{flag} needs --stream NAME: the stream that holds the jobs"))
+    };
+    let given = [
+        args.file.is_some(),
+        args.postgres.is_some(),
+        args.redis.is_some(),
+        args.nats.is_some(),
+        args.amqp.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 && args.file.is_none() {
+        return Err(
+            "give one of --postgres, --redis, --nats or --amqp (or --file, which wins)".into(),
+        );
     }
+    let boxed = |q: Result<Box<dyn Queue>, rebound_jobs::QueueError>| q.map_err(|e| e.to_string());
+    if let Some(path) = &args.file {
+        return boxed(EmbeddedQueue::open_existing(path).map(|q| Box::new(q) as Box<dyn Queue>));
+    }
+    if let Some(url) = &args.postgres {
+        return boxed(
+            PostgresQueue::connect(url)
+                .and_then(|q| q.with_table(&args.table))
+                .map(|q| Box::new(q) as Box<dyn Queue>),
+        );
+    }
+    if let Some(url) = &args.redis {
+        let stream = stream("--redis")?;
+        return boxed(
+            RedisStreamQueue::connect(url, &stream)
+                .await
+                .map(|q| Box::new(q) as Box<dyn Queue>),
+        );
+    }
+    if let Some(url) = &args.nats {
+        let stream = stream("--nats")?;
+        return boxed(
+            NatsQueue::connect(url, &stream)
+                .await
+                .map(|q| Box::new(q) as Box<dyn Queue>),
+        );
+    }
+    if let Some(url) = &args.amqp {
+        let queue = args
+            .queue
+            .clone()
+            .ok_or("--amqp needs --queue NAME: the quorum queue that holds the jobs")?;
+        return boxed(
+            AmqpQueue::connect(url, &queue)
+                .await
+                .map(|q| Box::new(q) as Box<dyn Queue>),
+        );
+    }
+    Err(
+        "which queue? give --file PATH (an embedded queue file), --postgres URL, \
+         --redis URL --stream NAME, --nats URL --stream NAME or --amqp URL --queue NAME \
+         (or set REBOUND_JOBS_POSTGRES_URL)"
+            .into(),
+    )
 }
 
 async fn execute(args: DlqArgs) -> Result<String, String> {
-    let queue = open(&args)?;
+    let queue = open(&args).await?;
     let now = wall(queue.clock());
     let json = args.json;
+    let only = args.queue.as_deref();
     let err = |e: rebound_jobs::QueueError| e.to_string();
     match args.command {
         DlqCommand::List { filter, limit } => {
-            let f = filter.to_filter(now);
+            let f = filter.to_filter(only, now);
             let jobs = dlq::list(&*queue, &f, limit).await.map_err(err)?;
-            let depth = queue
-                .dead_letter_depth(filter.queue.as_deref())
-                .await
-                .map_err(err)?;
+            let depth = queue.dead_letter_depth(only).await.map_err(err)?;
             if json {
                 return Ok(to_json(
                     &serde_json::json!({ "depth": depth, "jobs": jobs }),
@@ -240,7 +310,7 @@ async fn execute(args: DlqArgs) -> Result<String, String> {
             rate,
             limit,
         } => {
-            if filter.is_empty() && !all {
+            if filter.is_empty(only) && !all {
                 return Err(
                     "redrive needs a filter (--queue, --reason, --error, --older-than, \
                      --newer-than) or --all to move every dead-lettered job"
@@ -249,7 +319,7 @@ async fn execute(args: DlqArgs) -> Result<String, String> {
             }
             let moved = dlq::redrive(
                 &*queue,
-                &filter.to_filter(now),
+                &filter.to_filter(only, now),
                 RedriveOptions {
                     per_second: rate,
                     limit,
@@ -266,13 +336,9 @@ async fn execute(args: DlqArgs) -> Result<String, String> {
                 if moved == 1 { "its" } else { "their" }
             ))
         }
-        DlqCommand::Purge {
-            older_than,
-            queue: q,
-            reason,
-        } => {
+        DlqCommand::Purge { older_than, reason } => {
             let mut f = DeadLetterFilter::default().older_than(older_than, now);
-            f.queue = q;
+            f.queue = only.map(str::to_owned);
             f.reason = reason;
             let purged = dlq::purge(&*queue, &f).await.map_err(err)?;
             if json {
@@ -284,8 +350,8 @@ async fn execute(args: DlqArgs) -> Result<String, String> {
                 humantime::format_duration(older_than)
             ))
         }
-        DlqCommand::Depth { queue: q } => {
-            let depth = queue.dead_letter_depth(q.as_deref()).await.map_err(err)?;
+        DlqCommand::Depth => {
+            let depth = queue.dead_letter_depth(only).await.map_err(err)?;
             if json {
                 return Ok(to_json(&serde_json::json!({ "depth": depth })));
             }
@@ -390,17 +456,22 @@ fn show(j: &JobRecord, now: Timestamp) -> String {
     }
     let _ = writeln!(out, "deliveries:");
     for h in &j.history {
+        let claimed = if h.worker.is_empty() {
+            // A broker counted this delivery; nobody reported it.
+            "claimed (time and worker unknown: the broker counted a delivery that never reported)"
+                .to_owned()
+        } else {
+            format!("claimed {} by {}", h.claimed_at, h.worker)
+        };
         let _ = writeln!(
             out,
-            "  #{}{}  claimed {} by {}  {}{}",
+            "  #{}{}  {claimed}  {}{}",
             h.delivery,
             if h.redrive > 0 {
                 format!(" (after redrive {})", h.redrive)
             } else {
                 String::new()
             },
-            h.claimed_at,
-            h.worker,
             h.result.as_str(),
             h.ended_at.map_or(String::new(), |t| format!(" at {t}"))
         );

@@ -247,3 +247,201 @@ async fn works_against_postgres_too() {
         .await
         .unwrap();
 }
+
+/// Dead-letters a job on a broker adapter: the claim waits for the
+/// broker's delivery.
+async fn dead_on_broker(q: &dyn Queue, queue: &str, payload: &str, error: &str) -> JobId {
+    let id = q.enqueue(NewJob::new(queue, payload)).await.unwrap();
+    let started = std::time::Instant::now();
+    let job = loop {
+        let now = rebound_jobs::time::wall(q.clock());
+        let mut got = q
+            .claim(ClaimRequest {
+                queue,
+                now,
+                lease: Duration::from_secs(30),
+                max: 1,
+                worker: "test-worker",
+            })
+            .await
+            .unwrap();
+        if let Some(j) = got.pop() {
+            break j;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(job.id(), id);
+    let mut state = job.state;
+    state.failures += 1;
+    let now = rebound_jobs::time::wall(q.clock());
+    q.settle(
+        &job.lease,
+        Settlement::DeadLetter {
+            state,
+            reason: DeadLetterReason::Exhausted,
+            report: RunReport {
+                result: RunResult::Failed,
+                error: Some(error.into()),
+            },
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    id
+}
+
+/// list, show, redrive and purge through the binary against a broker,
+/// given its flags (`--redis URL --stream S`, ...).
+async fn broker_round_trip(q: &dyn Queue, name: &str, flags: &[&str]) {
+    let a = dead_on_broker(q, name, r#"{"invoice":1}"#, "partner API 503").await;
+    let b = dead_on_broker(q, name, r#"{"invoice":2}"#, "invoice not found").await;
+    let args = |rest: &[&str]| {
+        let mut v: Vec<String> = vec!["dlq".into()];
+        v.extend(flags.iter().map(|s| s.to_string()));
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |rest: &[&str]| {
+        let v = args(rest);
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        rebound(&refs)
+    };
+    let (ok, out, err) = run(&["list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("2 dead-lettered jobs in all; 2 listed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("partner API 503") && out.contains("invoice not found"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["show", &a.to_string()]);
+    assert!(ok, "{err}");
+    assert!(out.contains(r#"payload:   {"invoice":1}"#), "{out}");
+    assert!(out.contains("dead-lettered (exhausted)"), "{out}");
+    let (ok, out, err) = run(&["redrive", "--error", "503"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("Moved 1 job back"), "{out}");
+    let (ok, out, _) = run(&["--json", "depth"]);
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        r#"{
+  "depth": 1
+}"#
+    );
+    let (ok, out, err) = run(&["purge", "--older-than", "0s"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("Deleted 1 dead-lettered job"), "{out}");
+    let (_, out, _) = run(&["show", &b.to_string()]);
+    assert!(out.is_empty());
+    assert_eq!(q.dead_letter_depth(None).await.unwrap(), 0);
+}
+
+fn unique(prefix: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!(
+        "{prefix}-{}-{}-{}",
+        now.as_secs(),
+        std::process::id(),
+        now.subsec_nanos()
+    )
+}
+
+fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var("REBOUND_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "{var} is not set but REBOUND_REQUIRE_SERVICES=1 requires it"
+            );
+            println!("skipped: {var} not set");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_against_a_redis_stream() {
+    let Some(url) = service("REBOUND_REDIS_URL") else {
+        return;
+    };
+    let name = unique("cli-dlq");
+    let q = rebound_jobs::RedisStreamQueue::connect(&url, &name)
+        .await
+        .unwrap();
+    broker_round_trip(&q, &name, &["--redis", &url, "--stream", &name]).await;
+    // Only this test's keys.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&name)
+        .arg(format!("{name}:rebound:dead"))
+        .arg(format!("{name}:rebound:ids"))
+        .query(&mut c)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_against_a_nats_stream() {
+    let Some(url) = service("REBOUND_NATS_URL") else {
+        return;
+    };
+    let name = unique("cli-dlq");
+    let q = rebound_jobs::NatsQueue::connect(&url, &name).await.unwrap();
+    broker_round_trip(&q, &name, &["--nats", &url, "--stream", &name]).await;
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    for s in [
+        name.clone(),
+        format!("{name}_DEAD"),
+        format!("{name}_ADVISORIES"),
+        format!("{name}_REBOUND"),
+    ] {
+        let _ = js.delete_stream(&s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_against_a_rabbitmq_queue() {
+    let Some(url) = service("REBOUND_AMQP_URL") else {
+        return;
+    };
+    let name = unique("cli-dlq");
+    let q = rebound_jobs::AmqpQueue::connect(&url, &name).await.unwrap();
+    broker_round_trip(&q, &name, &["--amqp", &url, "--queue", &name]).await;
+    let conn = lapin::Connection::connect(&url, Default::default())
+        .await
+        .unwrap();
+    for n in [name.clone(), format!("{name}.dead")] {
+        let ch = conn.create_channel().await.unwrap();
+        let _ = ch.queue_delete(n.as_str().into(), Default::default()).await;
+    }
+}
+
+#[test]
+fn broker_flags_need_their_stream_or_queue() {
+    let (ok, _, err) = rebound(&["dlq", "--redis", "redis://127.0.0.1:1", "list"]);
+    assert!(!ok);
+    assert!(err.contains("--redis needs --stream NAME"), "{err}");
+    let (ok, _, err) = rebound(&["dlq", "--amqp", "amqp://127.0.0.1:1/%2f", "list"]);
+    assert!(!ok);
+    assert!(err.contains("--amqp needs --queue NAME"), "{err}");
+    let (ok, _, err) = rebound(&[
+        "dlq",
+        "--redis",
+        "redis://x",
+        "--nats",
+        "nats://y",
+        "--stream",
+        "s",
+        "list",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("give one of"), "{err}");
+}

@@ -51,6 +51,9 @@
 //! | [`Queue`] | where jobs wait, are leased and settled; every implementation passes the [conformance suite](crate::queue) |
 //! | [`EmbeddedQueue`] | one redb file (the default; feature `embedded`) |
 //! | `PostgresQueue` | `FOR UPDATE SKIP LOCKED` claims, enqueue inside your transaction, a lease rescuer (feature `postgres`) |
+//! | `RedisStreamQueue` | a Redis stream through a consumer group: `XAUTOCLAIM` takeover, delivery counts from the pending entries list, a sorted-set schedule, a dead-letter stream (feature `redis`) |
+//! | `NatsQueue` | a JetStream stream through a durable pull consumer: `Nak` with delay, in-progress acks, a dead-letter stream, the max-deliveries advisory (feature `nats`) |
+//! | `AmqpQueue` | a RabbitMQ quorum queue: `x-delivery-count`, TTL retry queues, a dead-letter queue (feature `amqp`) |
 //! | [`dlq`] | list and filter, show, redrive (rate-limited, fresh budget), purge, depth — also as `rebound dlq` |
 //! | [`metrics`] | `dead_letter_messages_total{queue,reason}`, `retry_attempts_total`, processed, failed, dead-letter depth |
 //! | `conformance` | the queue conformance suite, for adapters (feature `conformance`) |
@@ -102,10 +105,16 @@ pub use policy::{
     ClaimAction, DeadLetterReason, DeliveryPolicy, DeliveryPolicyBuilder, DeliveryState,
     Disposition, RunEnd,
 };
+#[cfg(feature = "amqp")]
+pub use queue::amqp::AmqpQueue;
 #[cfg(feature = "embedded")]
 pub use queue::embedded::EmbeddedQueue;
+#[cfg(feature = "nats")]
+pub use queue::nats::NatsQueue;
 #[cfg(feature = "postgres")]
 pub use queue::postgres::PostgresQueue;
+#[cfg(feature = "redis")]
+pub use queue::redis::RedisStreamQueue;
 pub use queue::{ClaimRequest, Queue, QueueError};
 pub use time::Timestamp;
 pub use worker::{

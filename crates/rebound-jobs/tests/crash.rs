@@ -54,6 +54,31 @@ fn child_worker() {
                         .unwrap(),
                 )
             }
+            #[cfg(feature = "redis")]
+            "redis" => {
+                let (url, stream) = target.split_once('#').unwrap();
+                Arc::new(
+                    rebound_jobs::RedisStreamQueue::connect(url, stream)
+                        .await
+                        .unwrap(),
+                )
+            }
+            #[cfg(feature = "nats")]
+            "nats" => {
+                let (url, stream) = target.split_once('#').unwrap();
+                Arc::new(
+                    rebound_jobs::NatsQueue::connect(url, stream)
+                        .await
+                        .unwrap()
+                        .with_lease(CHILD_LEASE)
+                        .unwrap(),
+                )
+            }
+            #[cfg(feature = "amqp")]
+            "amqp" => {
+                let (url, queue) = target.split_once('#').unwrap();
+                Arc::new(rebound_jobs::AmqpQueue::connect(url, queue).await.unwrap())
+            }
             other => panic!("unknown backend {other}"),
         };
         let worker = Worker::builder(queue, name)
@@ -324,4 +349,93 @@ mod postgres {
         };
         crash_then_redelivered(move |c| q.clone().with_clock(c), drop, spec, name).await;
     }
+}
+
+/// The crash scenario on a broker, in real time: three children take the
+/// job and are killed mid-handler, each redelivery counted by the broker
+/// (after the lease in Redis and JetStream; at once in RabbitMQ, which
+/// returns a dead connection's deliveries); then a healthy worker
+/// dead-letters it as poison without running it.
+#[cfg(any(feature = "redis", feature = "nats", feature = "amqp"))]
+async fn broker_crashes_then_poison(queue: Arc<dyn Queue>, spec: String, name: String) {
+    harness::metrics();
+    let id = queue
+        .enqueue(NewJob::json(&name, &"invoice-13").unwrap())
+        .await
+        .unwrap();
+    for crash in 1..=3u32 {
+        let (got, attempt) = run_child_and_kill(&spec);
+        assert_eq!((JobId(got), attempt), (id, crash));
+    }
+    let runs = Arc::new(Mutex::new(0));
+    let r = runs.clone();
+    let worker = Worker::builder(queue.clone(), name.clone())
+        .lease(CHILD_LEASE)
+        .poll_interval(Duration::from_millis(50))
+        .handler(move |_ctx: JobContext, _: String| {
+            let r = r.clone();
+            async move {
+                *r.lock().unwrap() += 1;
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap()
+        .spawn();
+    harness::real_eventually(Duration::from_secs(30), "the poison job", || async {
+        queue.dead_letter_depth(Some(&name)).await.unwrap() == 1
+    })
+    .await;
+    worker.shutdown().await;
+    assert_eq!(*runs.lock().unwrap(), 0, "a poison job must not run again");
+    let rec = queue.job(id).await.unwrap().unwrap();
+    assert_eq!(rec.reason, Some(DeadLetterReason::Poison));
+    let results: Vec<_> = rec.history.iter().map(|h| h.result).collect();
+    assert_eq!(
+        results,
+        [
+            RunResult::NoOutcome,
+            RunResult::NoOutcome,
+            RunResult::NoOutcome,
+            RunResult::NotRun
+        ]
+    );
+    assert!(rec.last_error().unwrap().contains("3 earlier deliveries"));
+    assert_eq!(
+        harness::counter(DEAD_LETTER_MESSAGES_TOTAL, &name, Some("poison")),
+        1
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_kill_9_mid_handler_is_redelivered_then_poison_without_running() {
+    let Some(env) = harness::redis_env().await else {
+        return;
+    };
+    let url = std::env::var("REBOUND_REDIS_URL").unwrap();
+    let spec = format!("redis|{url}#{}|{}", env.name, env.name);
+    broker_crashes_then_poison(env.queue.clone(), spec, env.name.clone()).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_kill_9_mid_handler_is_redelivered_then_poison_without_running() {
+    let Some(env) = harness::nats_env().await else {
+        return;
+    };
+    let url = std::env::var("REBOUND_NATS_URL").unwrap();
+    let spec = format!("nats|{url}#{}|{}", env.name, env.name);
+    broker_crashes_then_poison(env.queue.clone(), spec, env.name.clone()).await;
+}
+
+#[cfg(feature = "amqp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_kill_9_mid_handler_is_redelivered_then_poison_without_running() {
+    let Some(env) = harness::amqp_env().await else {
+        return;
+    };
+    let url = std::env::var("REBOUND_AMQP_URL").unwrap();
+    let spec = format!("amqp|{url}#{}|{}", env.name, env.name);
+    broker_crashes_then_poison(env.queue.clone(), spec, env.name.clone()).await;
 }

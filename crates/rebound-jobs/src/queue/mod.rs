@@ -30,14 +30,30 @@ use crate::dlq::DeadLetterFilter;
 use crate::job::{ClaimedJob, JobId, JobRecord, Lease, NewJob, QueueCounts, Settlement};
 use crate::time::Timestamp;
 
-// Used by the queues that keep whole records (the embedded queue; broker
-// adapters later).
-#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+// Used by the queues that keep whole records (the embedded queue, the
+// broker adapters).
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg_attr(
+    not(any(
+        feature = "embedded",
+        feature = "redis",
+        feature = "nats",
+        feature = "amqp"
+    )),
+    allow(dead_code)
+)]
 mod apply;
+#[cfg(any(feature = "redis", feature = "nats", feature = "amqp"))]
+mod broker;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// A boxed error from a queue's client library.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -205,6 +221,14 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// A lease the backend fixes itself (a JetStream consumer's ack wait):
+    /// workers on this queue take it instead of their own
+    /// [`lease`](crate::WorkerBuilder::lease), so that they renew before
+    /// the broker redelivers. `None` (the default): the worker's setting.
+    fn fixed_lease(&self) -> Option<Duration> {
+        None
+    }
+
     /// Adds `job` now, on this queue's clock.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
         let now = crate::time::wall(self.clock());
@@ -222,6 +246,9 @@ impl<Q: Queue + ?Sized> Queue for std::sync::Arc<Q> {
     }
     fn notifier(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         (**self).notifier()
+    }
+    fn fixed_lease(&self) -> Option<Duration> {
+        (**self).fixed_lease()
     }
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
         (**self).enqueue_at(job, now).await

@@ -412,7 +412,9 @@ impl WorkerBuilder {
     }
 
     /// The lease taken at claim, renewed every third of it while the
-    /// handler runs. Default 30 s (renewed every 10 s).
+    /// handler runs. Default 30 s (renewed every 10 s). A queue whose
+    /// broker fixes the lease ([`Queue::fixed_lease`], a JetStream
+    /// consumer's ack wait) overrides it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self.config.renew_every = lease / 3;
@@ -480,7 +482,11 @@ impl WorkerBuilder {
                 "no handler: call .handler(|ctx, payload| async { .. })",
             )
         })?;
-        let c = self.config;
+        let mut c = self.config;
+        if let Some(lease) = self.queue.fixed_lease() {
+            c.lease = lease;
+            c.renew_every = lease / 3;
+        }
         if c.concurrency == 0 {
             return Err(ConfigError::new(
                 COMPONENT,

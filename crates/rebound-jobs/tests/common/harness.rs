@@ -1,5 +1,6 @@
-//! A queue on a manual clock, a test's metrics, and a driver that moves
-//! the clock until a condition holds.
+//! A queue under test with the time it runs on (a manual clock for the
+//! stores, real time for the brokers), a test's metrics, and a driver that
+//! moves time until a condition holds.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -9,14 +10,30 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use rebound::{Clock, ManualClock};
 use rebound_jobs::Queue;
 
+/// How time moves for a queue under test.
+pub enum Time {
+    /// A manual clock the test moves: the stores, which keep every time
+    /// the caller gives them.
+    Manual(ManualClock),
+    /// Real time: the brokers, whose leases and delays run on their own
+    /// clocks.
+    Real,
+}
+
 /// A queue under test and the clock it reads.
 pub struct Env {
     pub queue: Arc<dyn Queue>,
     pub clock: Clock,
-    pub manual: ManualClock,
+    pub time: Time,
     pub name: String,
-    /// Keeps the embedded queue's directory alive.
-    pub _dir: Option<tempfile::TempDir>,
+    /// Whether [`Queue::job`] finds jobs that wait or run (the stores), not
+    /// only dead-lettered ones (the brokers).
+    pub live_records: bool,
+    /// How late past its time a delayed job may run: the poll interval and
+    /// the backend's own rounding of delays.
+    pub resolution: Duration,
+    /// Keeps the embedded queue's directory (or a broker's resources) alive.
+    pub _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Env {
@@ -24,6 +41,53 @@ impl Env {
     pub fn now(&self) -> rebound_jobs::Timestamp {
         rebound_jobs::time::wall(&self.clock)
     }
+
+    /// Lets `d` pass: moves the manual clock in small steps, or sleeps.
+    pub async fn pass(&self, d: Duration) {
+        match &self.time {
+            Time::Manual(m) => {
+                let step = Duration::from_millis(100);
+                let mut left = d;
+                while !left.is_zero() {
+                    let s = left.min(step);
+                    m.advance(s);
+                    left -= s;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            Time::Real => tokio::time::sleep(d).await,
+        }
+    }
+
+    /// Moves time by `step` until `cond` holds; fails naming `what` after
+    /// 5000 steps of a manual clock, or 60 s of real time.
+    pub async fn eventually<F, Fut>(&self, step: Duration, what: &str, cond: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        match &self.time {
+            Time::Manual(m) => eventually(m, step, what, cond).await,
+            Time::Real => real_eventually(Duration::from_secs(60), what, cond).await,
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms of real time until it holds; fails naming
+/// `what` after `limit`.
+pub async fn real_eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting for {what} after {limit:?}");
 }
 
 /// An embedded queue on a manual clock.
@@ -34,9 +98,11 @@ pub async fn embedded_env() -> Option<Env> {
     Some(Env {
         queue: Arc::new(q),
         clock,
-        manual,
+        time: Time::Manual(manual),
         name: super::unique("q"),
-        _dir: Some(dir),
+        live_records: true,
+        resolution: Duration::from_millis(500),
+        _guard: Some(Box::new(dir)),
     })
 }
 
@@ -48,9 +114,31 @@ pub async fn postgres_env() -> Option<Env> {
     Some(Env {
         queue: Arc::new(q),
         clock,
-        manual,
+        time: Time::Manual(manual),
         name: super::unique("q"),
-        _dir: None,
+        live_records: true,
+        resolution: Duration::from_millis(500),
+        _guard: None,
+    })
+}
+
+/// A Redis stream of its own on real time, or `None`.
+#[cfg(feature = "redis")]
+pub async fn redis_env() -> Option<Env> {
+    let url = super::service_url("REBOUND_REDIS_URL")?;
+    let name = super::unique("rebound-test");
+    let q = rebound_jobs::RedisStreamQueue::connect(&url, &name)
+        .await
+        .unwrap_or_else(|e| panic!("REBOUND_REDIS_URL={url} is set but Redis failed: {e}"));
+    let guard = super::RedisCleanup::new(&url, &name);
+    Some(Env {
+        queue: Arc::new(q),
+        clock: Clock::system(),
+        time: Time::Real,
+        name,
+        live_records: false,
+        resolution: Duration::from_millis(700),
+        _guard: Some(Box::new(guard)),
     })
 }
 
@@ -157,4 +245,46 @@ pub fn gauge(name: &str, queue: &str) -> Option<f64> {
 /// The registered description (unit, help) of metric `name`.
 pub fn description(name: &str) -> Option<(Option<metrics::Unit>, String)> {
     seen().described.get(name).cloned()
+}
+
+/// A JetStream stream of its own (1 s ack wait) on real time, or `None`.
+#[cfg(feature = "nats")]
+pub async fn nats_env() -> Option<Env> {
+    let url = super::service_url("REBOUND_NATS_URL")?;
+    let name = super::unique("rebound-test");
+    let q = rebound_jobs::NatsQueue::connect(&url, &name)
+        .await
+        .unwrap_or_else(|e| panic!("REBOUND_NATS_URL={url} is set but NATS failed: {e}"))
+        .with_lease(Duration::from_secs(1))
+        .unwrap();
+    let guard = super::NatsCleanup::new(&url, &name);
+    Some(Env {
+        queue: Arc::new(q),
+        clock: Clock::system(),
+        time: Time::Real,
+        name,
+        live_records: false,
+        resolution: Duration::from_millis(700),
+        _guard: Some(Box::new(guard)),
+    })
+}
+
+/// A RabbitMQ quorum queue of its own on real time, or `None`.
+#[cfg(feature = "amqp")]
+pub async fn amqp_env() -> Option<Env> {
+    let url = super::service_url("REBOUND_AMQP_URL")?;
+    let name = super::unique("rebound-test");
+    let q = rebound_jobs::AmqpQueue::connect(&url, &name)
+        .await
+        .unwrap_or_else(|e| panic!("REBOUND_AMQP_URL={url} is set but RabbitMQ failed: {e}"));
+    let guard = super::AmqpCleanup::new(&url, &name);
+    Some(Env {
+        queue: Arc::new(q),
+        clock: Clock::system(),
+        time: Time::Real,
+        name,
+        live_records: false,
+        resolution: Duration::from_millis(700),
+        _guard: Some(Box::new(guard)),
+    })
 }

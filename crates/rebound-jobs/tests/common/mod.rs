@@ -111,3 +111,141 @@ async fn drop_stale_tables(url: &str) {
     })
     .await;
 }
+
+/// Deletes a test stream's keys (`<stream>` and `<stream>:rebound:*`) when
+/// dropped: only the keys of the test that made it.
+#[cfg(feature = "redis")]
+pub struct RedisCleanup {
+    url: String,
+    stream: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisCleanup {
+    pub fn new(url: &str, stream: &str) -> Self {
+        RedisCleanup {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let s = &self.stream;
+        let _: Result<(), _> = redis::cmd("DEL")
+            .arg(s)
+            .arg(format!("{s}:rebound:dead"))
+            .arg(format!("{s}:rebound:schedule"))
+            .arg(format!("{s}:rebound:scheduled"))
+            .arg(format!("{s}:rebound:ids"))
+            .query(&mut conn);
+    }
+}
+
+/// Deletes a test's JetStream streams (`<stream>`, `<stream>_DEAD`,
+/// `<stream>_ADVISORIES`, `<stream>_REBOUND`) when dropped.
+#[cfg(feature = "nats")]
+pub struct NatsCleanup {
+    url: String,
+    stream: String,
+}
+
+#[cfg(feature = "nats")]
+impl NatsCleanup {
+    pub fn new(url: &str, stream: &str) -> Self {
+        NatsCleanup {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
+#[cfg(feature = "nats")]
+impl Drop for NatsCleanup {
+    fn drop(&mut self) {
+        let (url, s) = (self.url.clone(), self.stream.clone());
+        // A runtime of its own: drop may run outside (or at the end of) the
+        // test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let Ok(client) = async_nats::connect(&url).await else {
+                    return;
+                };
+                let js = async_nats::jetstream::new(client);
+                for name in [
+                    s.clone(),
+                    format!("{s}_DEAD"),
+                    format!("{s}_ADVISORIES"),
+                    format!("{s}_REBOUND"),
+                ] {
+                    let _ = js.delete_stream(&name).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Deletes a test's RabbitMQ queues (`<queue>`, `<queue>.dead`, its retry
+/// queues) when dropped.
+#[cfg(feature = "amqp")]
+pub struct AmqpCleanup {
+    url: String,
+    queue: String,
+}
+
+#[cfg(feature = "amqp")]
+impl AmqpCleanup {
+    pub fn new(url: &str, queue: &str) -> Self {
+        AmqpCleanup {
+            url: url.to_owned(),
+            queue: queue.to_owned(),
+        }
+    }
+}
+
+#[cfg(feature = "amqp")]
+impl Drop for AmqpCleanup {
+    fn drop(&mut self) {
+        let (url, q) = (self.url.clone(), self.queue.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let Ok(conn) =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                let mut names = vec![q.clone(), format!("{q}.dead")];
+                names.extend((0..=24).map(|k| format!("{q}.retry.{}", 100u64 << k)));
+                for name in names {
+                    // A channel per delete: deleting a queue that does not
+                    // exist closes the channel.
+                    let Ok(ch) = conn.create_channel().await else {
+                        return;
+                    };
+                    let _ = ch
+                        .queue_delete(name.as_str().into(), Default::default())
+                        .await;
+                }
+                let _ = conn.close(200, "done".into()).await;
+            })
+        })
+        .join();
+    }
+}
