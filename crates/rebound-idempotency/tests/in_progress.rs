@@ -116,12 +116,19 @@ async fn wait_mode() {
     let c5 = c.clone();
     let mut dup = tokio::spawn(async move { post_key(&c5, addr, "/hang", "w2", "").await });
     assert_eq!(ev_rx.recv().await, Some(RequestOutcome::Waiting));
+    // Move virtual time on one second per step until the waiter gives up.
+    // The steps are paced (not spun) and bounded: spinning could run the
+    // clock past the original's hour-long lease before the waiter polls, and
+    // the waiter would then take the key over instead of giving up.
+    let mut steps = 0;
     let b = loop {
-        // Each advance lets the waiter poll once; keep time moving until it
-        // gives up.
         tokio::select! {
             r = &mut dup => break r.unwrap(),
-            _ = tokio::task::yield_now() => time.advance(Duration::from_secs(1)),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                steps += 1;
+                assert!(steps < 600, "the waiter did not give up within 600 virtual seconds");
+                time.advance(Duration::from_secs(1));
+            }
         }
     };
     assert_eq!(b.status, 409);
