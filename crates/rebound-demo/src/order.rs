@@ -50,7 +50,10 @@ pub async fn reserve(
     }
     match request.send().await {
         Ok(r) if r.status() == StatusCode::CREATED => Reserved::Confirmed,
-        Ok(r) if r.status() == StatusCode::CONFLICT => Reserved::SoldOut,
+        // The inventory's own 409; the idempotency layer's 409 (another
+        // attempt with this key is still running) is a problem document,
+        // and not an answer about the stock.
+        Ok(r) if r.status() == StatusCode::CONFLICT && !is_problem(&r) => Reserved::SoldOut,
         Ok(r) => Reserved::Failed(
             RetryReport::of(&r)
                 .and_then(|report| Cause::from_stop(report.stop(), false))
@@ -64,6 +67,14 @@ pub async fn reserve(
         Err(e) if e.is_timeout() => Reserved::Failed(Cause::Timeout),
         Err(_) => Reserved::Failed(Cause::Failed),
     }
+}
+
+/// Whether the response is an RFC 9457 problem document.
+fn is_problem(r: &reqwest::Response) -> bool {
+    r.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"))
 }
 
 /// A customer's order.
