@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use rebound_idempotency::{IdempotencyLayer, RedbStore};
+use rebound_idempotency::{IdempotencyLayer, RedbStore, RequestOutcome};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -111,7 +111,12 @@ pub async fn start(store: &Path, skus: u32, units: u32) -> std::io::Result<Inven
         // The naive side sends no key: its requests pass through unprotected.
         .require_key(false)
         .on_event(move |e| {
-            if e.outcome.is_key_reuse() {
+            // A retry answered from the store, or held off while the first
+            // attempt runs: a second reservation that did not happen.
+            if matches!(
+                e.outcome,
+                RequestOutcome::Replayed | RequestOutcome::InProgress | RequestOutcome::Waiting
+            ) {
                 seen.duplicates_prevented.fetch_add(1, Ordering::Relaxed);
             }
         })
