@@ -41,6 +41,23 @@ fn headless_prints_the_table_of_every_phase_and_the_story() {
 }
 
 #[test]
+fn with_the_dashboard_it_prints_the_address_and_exits_when_asked() {
+    let out = rebound()
+        .args(["demo", "--duration", "5s", "--rate", "10", "--exit"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("rebound demo: dashboard on http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no dashboard address printed:\n{stdout}"));
+    assert!(line.ends_with('/'), "{line}");
+    assert!(stdout.contains("The story:"), "{stdout}");
+    assert!(!stdout.contains("Ctrl-C to stop"), "--exit must not wait: {stdout}");
+}
+
+#[test]
 fn bad_input_exits_2_naming_the_option() {
     let out = rebound()
         .args(["demo", "--headless", "--duration", "1s"])
