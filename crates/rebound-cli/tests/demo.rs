@@ -54,7 +54,10 @@ fn with_the_dashboard_it_prints_the_address_and_exits_when_asked() {
         .unwrap_or_else(|| panic!("no dashboard address printed:\n{stdout}"));
     assert!(line.ends_with('/'), "{line}");
     assert!(stdout.contains("The story:"), "{stdout}");
-    assert!(!stdout.contains("Ctrl-C to stop"), "--exit must not wait: {stdout}");
+    assert!(
+        !stdout.contains("Ctrl-C to stop"),
+        "--exit must not wait: {stdout}"
+    );
 }
 
 #[test]
