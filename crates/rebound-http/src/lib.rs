@@ -116,6 +116,7 @@
 
 pub mod classify;
 pub mod error;
+pub mod give_up;
 pub mod hosts;
 pub mod middleware;
 pub mod retry_after;
@@ -123,6 +124,7 @@ pub mod telemetry;
 
 pub use classify::{HttpClassifier, MethodRule};
 pub use error::{Error, NotRetried, RetryReport};
+pub use give_up::GiveUpExt;
 pub use hosts::Host;
 pub use middleware::{
     RetryMiddleware, RetryMiddlewareBuilder, RetryNotice, DEFAULT_ATTEMPT_HEADER, IDEMPOTENCY_KEY,
