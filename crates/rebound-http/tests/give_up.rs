@@ -25,7 +25,12 @@ async fn a_final_503_is_a_response_with_a_cause_or_with_the_option_an_error() {
     let (clock, _) = Clock::manual();
 
     // Default: the last 503 comes back as a response; its report has the cause.
-    let plain = client(RetryMiddleware::builder().policy(policy(&clock)).build().unwrap());
+    let plain = client(
+        RetryMiddleware::builder()
+            .policy(policy(&clock))
+            .build()
+            .unwrap(),
+    );
     let r = plain.get(server.url("/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let report = RetryReport::of(&r).unwrap();
@@ -51,14 +56,19 @@ async fn a_final_503_is_a_response_with_a_cause_or_with_the_option_an_error() {
     assert_eq!(gave_up.cause(), Cause::Failed);
     assert_eq!(e.cause(), Cause::Failed);
     let text = gave_up.to_string();
-    assert!(text.starts_with(&format!("inventory ({}): ", server.authority())), "{text}");
+    assert!(
+        text.starts_with(&format!("inventory ({}): ", server.authority())),
+        "{text}"
+    );
     assert!(text.contains("503"), "{text}");
 
     // And a fallback takes it as it comes.
     let fallback = Fallback::builder().dependency("inventory").build();
     let result = strict.get(server.url("/")).send().await.map(|_| "live");
     assert_eq!(
-        fallback.call_with(result, GiveUpExt::cause, |_, _| Some("cached")).unwrap(),
+        fallback
+            .call_with(result, GiveUpExt::cause, |_, _| Some("cached"))
+            .unwrap(),
         "cached"
     );
 }
@@ -79,7 +89,11 @@ async fn successes_and_statuses_never_retried_stay_responses() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let report = RetryReport::of(&r).unwrap();
     assert!(!report.gave_up());
-    assert_eq!(report.cause(), Some(Cause::Failed), "a 404 is a failure, not a give-up");
+    assert_eq!(
+        report.cause(),
+        Some(Cause::Failed),
+        "a 404 is a failure, not a give-up"
+    );
     let r = c.get(server.url("/")).send().await.unwrap();
     assert_eq!(RetryReport::of(&r).unwrap().cause(), None);
 }
@@ -99,7 +113,10 @@ async fn a_timeout_and_a_dead_connection_have_their_causes() {
     );
     let e = c.get(server.url("/")).send().await.unwrap_err();
     assert_eq!(e.cause(), Cause::Timeout, "{e}");
-    assert_eq!(rebound::fallback::HasCause::cause(e.gave_up().unwrap()), Cause::Timeout);
+    assert_eq!(
+        rebound::fallback::HasCause::cause(e.gave_up().unwrap()),
+        Cause::Timeout
+    );
 
     // A builder error passes through untouched: not a give-up, a failure.
     let e = c.get("http://[::1").send().await.unwrap_err();

@@ -86,7 +86,7 @@ policy.retry = { max_attempts = 3, attempt_timeout = "300ms", backoff = { kind =
 
 #[test]
 fn a_policy_file_the_simulator_cannot_drive_is_named_at_its_line() {
-    // `payments` has a standalone breaker, which the service combines with
+    // `payments` has a standalone bulkhead, which the service combines with
     // its calls in its own code.
     let e = parse_here(&scenario(
         "policy = { file = \"policies.toml\", dependency = \"payments\" }",
@@ -94,9 +94,9 @@ fn a_policy_file_the_simulator_cannot_drive_is_named_at_its_line() {
     ))
     .unwrap_err();
     assert!(e.file.ends_with("policies.toml"), "{e}");
-    assert_eq!(e.field.as_deref(), Some("dependencies.payments.breaker"));
+    assert_eq!(e.field.as_deref(), Some("dependencies.payments.bulkhead"));
     assert_eq!(e.line, Some(31), "{e}");
-    assert!(e.message.contains("retry.breaker"), "{e}");
+    assert!(e.message.contains("pipeline"), "{e}");
 
     // A dependency the file does not have: named in the scenario file.
     let e = parse_here(&scenario(
