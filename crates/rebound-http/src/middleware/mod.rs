@@ -8,6 +8,8 @@
 
 mod attempt;
 mod builder;
+#[cfg(feature = "config")]
+mod from_config;
 
 use std::fmt;
 use std::sync::Arc;

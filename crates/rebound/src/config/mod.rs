@@ -45,6 +45,8 @@ mod file;
 mod hedge;
 mod pipeline;
 mod retry;
+#[cfg(feature = "tokio")]
+mod stack;
 mod throttle;
 
 use std::time::Duration;
