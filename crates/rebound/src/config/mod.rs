@@ -43,6 +43,8 @@ mod budget;
 mod bulkhead;
 mod file;
 mod hedge;
+mod live;
+mod path;
 mod pipeline;
 mod retry;
 #[cfg(feature = "tokio")]
@@ -59,6 +61,10 @@ pub use budget::BudgetConfig;
 pub use bulkhead::BulkheadConfig;
 pub use file::{toml_line_of, ConfigFileError, Policies};
 pub use hedge::HedgeConfig;
+#[cfg(feature = "tokio")]
+pub use live::Watch;
+pub use live::{LiveDependency, LivePolicies, Reload, Snapshot};
+pub use path::LoadError;
 pub use pipeline::{PipelineConfig, StageConfig, StandardConfig};
 pub use retry::RetryConfig;
 pub use throttle::ThrottleConfig;
