@@ -449,10 +449,10 @@ fn build_dependency(
         c.bulkhead.as_ref(),
         before.map(|(c, l)| (c.bulkhead.as_ref(), l.bulkhead.as_ref())),
         |b| {
-            b.builder(name)
-                .clock(env.clock.clone())
-                .build()
-                .map_err(|e| e.within("bulkhead"))
+            let b = b.builder(name);
+            #[cfg(feature = "tokio")]
+            let b = b.clock(env.clock.clone());
+            b.build().map_err(|e| e.within("bulkhead"))
         },
     )?;
     let retry = match &c.retry {
