@@ -36,6 +36,26 @@
 //! assert!(err.to_string().contains("max_attempts"), "{err}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! **One place for each setting.** A dependency's breaker is
+//! `[dependencies.NAME.breaker]` and its throttle
+//! `[dependencies.NAME.throttle]`; with a `retry` table they guard every
+//! attempt of it ([`DependencyConfig::retry_builder_in`]). `retry.breaker`
+//! and `retry.throttle` are refused in a file, naming the table to move them
+//! to ([`DependencyConfig::validate`]).
+//!
+//! **Ready objects.** [`DependencyConfig::retry_policy`] and the other
+//! getters build one policy each; [`DependencyConfig::pipeline_in`] (and
+//! `layer`, feature `tower`) builds every policy of a dependency as one
+//! [`Pipeline`](crate::pipeline::Pipeline) or tower layer; rebound-http's
+//! `RetryMiddlewareBuilder::from_policies` builds a reqwest client's
+//! middleware.
+//!
+//! **Files on disk, reloaded live.** [`Policies::from_path`] reads a file
+//! (errors name the file and line); [`LivePolicies`] keeps it in force
+//! while it changes, swapping new versions in atomically, keeping the state
+//! of breakers and budgets whose tables did not change, and refusing a bad
+//! version while the old one stays.
 
 mod backoff;
 mod breaker;
