@@ -212,15 +212,15 @@ fn a_bad_throttle_names_its_field_and_line() {
     let e = scenario_file::parse(&bad, "x.toml").unwrap_err();
     assert_eq!(
         e.field.as_deref(),
-        Some("variants[2].policy.retry.throttle.k"),
+        Some("variants[2].policy.throttle.k"),
         "{e}"
     );
-    assert_eq!(e.line, Some(31), "{e}");
+    assert_eq!(e.line, Some(32), "{e}");
     assert!(e.message.contains("at least 1"), "{e}");
     let bad = EXAMPLE.replace("k = 2.0", "kay = 2.0");
     let e = scenario_file::parse(&bad, "x.toml").unwrap_err();
     assert!(e.message.contains("unknown field `kay`"), "{e}");
-    assert_eq!(e.line, Some(31), "{e}");
+    assert_eq!(e.line, Some(32), "{e}");
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn a_pipeline_the_core_refuses_names_its_stage() {
         Some("variants[3].policy.pipeline.stages[2].delay"),
         "{e}"
     );
-    assert_eq!(e.line, Some(38), "{e}");
+    assert_eq!(e.line, Some(39), "{e}");
     // A bulkhead that would queue: waiting is not simulated.
     let bad = EXAMPLE.replace(
         "  { type = \"timeout\", timeout = \"1s\" },\n]",
@@ -248,7 +248,7 @@ fn a_pipeline_the_core_refuses_names_its_stage() {
         Some("variants[3].policy.pipeline.stages[2].max_queue"),
         "{e}"
     );
-    assert_eq!(e.line, Some(38), "{e}");
+    assert_eq!(e.line, Some(39), "{e}");
 }
 
 #[test]
