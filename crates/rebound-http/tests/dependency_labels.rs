@@ -143,3 +143,50 @@ async fn an_explicit_dependency_name_is_on_every_series_with_the_host_beside_it(
         );
     }
 }
+
+#[tokio::test]
+async fn a_name_on_the_template_policy_counts_and_without_one_the_host_is_the_name() {
+    let server = TestServer::start(|_, _| status(200)).await;
+    let host = server.authority();
+    let breaker = CircuitBreaker::builder().consecutive_failures(3);
+
+    let named = RetryMiddleware::builder()
+        .policy(RetryPolicy::builder().dependency("inventory"))
+        .breaker_per_host(breaker.clone())
+        .per_host(|_, p| Ok(p.max_attempts(2)))
+        .build()
+        .unwrap();
+    assert_eq!(named.dependency(), Some("inventory"));
+    client(named.clone())
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap();
+    let h = named.host(&host).unwrap();
+    assert_eq!(
+        (h.dependency(), h.policy().dependency(), h.policy().host()),
+        ("inventory", "inventory", Some(host.as_str()))
+    );
+    assert_eq!(
+        h.policy().max_attempts(),
+        2,
+        "a user's per-host hook still runs"
+    );
+    assert_eq!(h.breaker().unwrap().dependency(), "inventory");
+
+    // No name anywhere: the authority names the series, as before.
+    let plain = RetryMiddleware::builder()
+        .breaker_per_host(breaker)
+        .build()
+        .unwrap();
+    assert_eq!(plain.dependency(), None);
+    client(plain.clone())
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap();
+    let h = plain.host(&host).unwrap();
+    assert_eq!(h.dependency(), host);
+    assert_eq!(h.breaker().unwrap().dependency(), host);
+    assert_eq!(h.breaker().unwrap().host(), Some(host.as_str()));
+}
