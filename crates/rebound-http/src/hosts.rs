@@ -263,6 +263,13 @@ impl Registry {
         map.get(key).cloned()
     }
 
+    /// Every host with state now.
+    #[cfg(feature = "config")]
+    pub(crate) fn all(&self) -> Vec<Arc<Host>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -138,6 +138,8 @@ pub use classify::{HttpClassifier, MethodRule};
 pub use error::{Error, NotRetried, RetryReport};
 pub use give_up::GiveUpExt;
 pub use hosts::Host;
+#[cfg(feature = "config")]
+pub use middleware::LiveRetryMiddleware;
 pub use middleware::{
     RetryMiddleware, RetryMiddlewareBuilder, RetryNotice, DEFAULT_ATTEMPT_HEADER, IDEMPOTENCY_KEY,
 };

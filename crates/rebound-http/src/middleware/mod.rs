@@ -10,6 +10,8 @@ mod attempt;
 mod builder;
 #[cfg(feature = "config")]
 mod from_config;
+#[cfg(feature = "config")]
+mod live;
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +24,8 @@ use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
 pub use builder::RetryMiddlewareBuilder;
+#[cfg(feature = "config")]
+pub use live::LiveRetryMiddleware;
 
 use crate::classify::{HttpClassifier, MethodRule};
 use crate::error::{Error, NotRetried, RetryReport};

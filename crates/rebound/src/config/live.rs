@@ -30,6 +30,9 @@ use crate::{Bulkhead, CircuitBreaker, ConfigError, RetryBudget, RetryPolicy};
 ///   call (or per batch of calls) to follow the file; an object kept from
 ///   an old snapshot keeps the old settings.
 ///
+/// For a reqwest client, rebound-http's `LiveRetryMiddleware` follows a
+/// `LivePolicies` the same way, per host.
+///
 /// Pipelines and hedges are not built here; read their tables from
 /// [`Snapshot::policies`] and rebuild them when the
 /// [`version`](Snapshot::version) changes.
@@ -194,6 +197,11 @@ impl LivePolicies {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The clock and randomness its policies are built on.
+    pub fn env(&self) -> &BuildEnv {
+        &self.shared.env
     }
 
     /// The version in force.
