@@ -88,7 +88,7 @@ impl GiveUpExt for reqwest_middleware::Error {
     }
 }
 
-/// The report's [`Cause`], for a response: `None` when it succeeded.
+/// Whether a response was given up on.
 impl RetryReport {
     /// Whether the middleware gave up on a transient failure (attempts,
     /// deadline, budget, breaker, throttle, or retries not allowed for the
