@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use rebound::fallback::Cause;
 use rebound::{Failure, Stop};
 
 /// Why a request was sent only once although its failure was transient.
@@ -85,6 +86,7 @@ impl fmt::Display for NotRetried {
 #[derive(Debug, Clone)]
 pub struct RetryReport {
     pub(crate) host: Arc<str>,
+    pub(crate) dependency: Arc<str>,
     pub(crate) attempts: u32,
     pub(crate) stop: Stop,
     pub(crate) elapsed: Duration,
@@ -102,6 +104,12 @@ impl RetryReport {
     /// The authority the request went to (`host` or `host:port`).
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The `dependency` label of the request's series: the middleware's
+    /// dependency name, else the authority.
+    pub fn dependency(&self) -> &str {
+        &self.dependency
     }
 
     /// Attempts made, the first included.
@@ -130,6 +138,30 @@ impl RetryReport {
     pub fn needed_retries(&self) -> bool {
         self.stop.is_success() && self.attempts > 1
     }
+
+    /// Why the request failed, as a [`Fallback`](rebound::fallback::Fallback)
+    /// sees it, or `None` when it succeeded: a response that came back after
+    /// the middleware gave up (a `503` when the attempts, the budget or the
+    /// deadline ran out) has the matching cause; a status that is not
+    /// retried (a `404`, a `501`) is [`Cause::Failed`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), Box<dyn std::error::Error>> {
+    /// use rebound::fallback::Fallback;
+    /// use rebound_http::RetryReport;
+    /// let fallback = Fallback::builder().dependency("inventory").build();
+    /// let response = client.get("http://inventory.internal/stock/17").send().await?;
+    /// if let Some(cause) = RetryReport::of(&response).and_then(RetryReport::cause) {
+    ///     if fallback.covers(cause) {
+    ///         fallback.record_use(cause);
+    ///         // ... show the cached stock instead
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn cause(&self) -> Option<Cause> {
+        Cause::from_stop(self.stop, false)
+    }
 }
 
 /// A request the middleware gave up on, returned inside
@@ -155,6 +187,10 @@ impl RetryReport {
 pub struct Error {
     pub(crate) report: RetryReport,
     pub(crate) last: Option<Failure<reqwest_middleware::Error>>,
+    /// The last response's status, when
+    /// [`error_on_give_up`](crate::RetryMiddlewareBuilder::error_on_give_up)
+    /// turned a response into this error.
+    pub(crate) status: Option<http::StatusCode>,
 }
 
 impl Error {
@@ -184,6 +220,24 @@ impl Error {
         &self.report
     }
 
+    /// Why the request failed, as a [`Fallback`](rebound::fallback::Fallback)
+    /// sees it: an open breaker, an exhausted budget, a throttle (the
+    /// client's, or the server's `Retry-After` beyond `max_server_delay`),
+    /// a timeout, or a plain failure. Also available through
+    /// [`HasCause`](rebound::fallback::HasCause), so `fallback.call(result, ...)`
+    /// takes a `Result<_, rebound_http::Error>` as it is.
+    pub fn cause(&self) -> Cause {
+        Cause::from_stop(self.report.stop, self.is_timeout()).unwrap_or(Cause::Failed)
+    }
+
+    /// The status of the last response, when the request got one and
+    /// [`error_on_give_up`](crate::RetryMiddlewareBuilder::error_on_give_up)
+    /// turned it into this error (`503 Service Unavailable` after the last
+    /// attempt, say); `None` when no response came back.
+    pub fn status(&self) -> Option<http::StatusCode> {
+        self.status
+    }
+
     /// Whether the last attempt was cut off by the per-attempt or total
     /// timeout (or reqwest's own timeout).
     pub fn is_timeout(&self) -> bool {
@@ -210,6 +264,7 @@ impl fmt::Debug for Error {
         f.debug_struct("Error")
             .field("report", &self.report)
             .field("last", &self.last)
+            .field("status", &self.status)
             .finish()
     }
 }
@@ -217,7 +272,11 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.report;
-        write!(f, "{}: ", r.host)?;
+        if r.dependency == r.host {
+            write!(f, "{}: ", r.host)?;
+        } else {
+            write!(f, "{} ({}): ", r.dependency, r.host)?;
+        }
         match &r.not_retried {
             Some(why) => write!(f, "not retried: {why}")?,
             None if r.attempts == 0 => write!(f, "{}; no attempt was made", r.stop)?,
@@ -228,6 +287,9 @@ impl fmt::Display for Error {
         }
         if let Some(last) = &self.last {
             write!(f, "; last failure: {last}")?;
+        }
+        if let Some(status) = self.status {
+            write!(f, "; last response: {status}")?;
         }
         Ok(())
     }

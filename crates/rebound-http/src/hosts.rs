@@ -28,9 +28,18 @@ use url::Position;
 /// authorities are short, and SipHash cost more than the rest of a lookup.
 type HostMap = HashMap<Arc<str>, Arc<Host>, foldhash::fast::RandomState>;
 
-/// Customizes the template policy for one host (adds its budget, breaker…).
-pub(crate) type Customize =
-    Arc<dyn Fn(&str, RetryPolicyBuilder) -> Result<RetryPolicyBuilder, ConfigError> + Send + Sync>;
+/// Customizes the template policy for one host (adds its budget, breaker…);
+/// told the host's [`Names`].
+pub(crate) type Customize = Arc<
+    dyn Fn(&Names<'_>, RetryPolicyBuilder) -> Result<RetryPolicyBuilder, ConfigError> + Send + Sync,
+>;
+
+/// The two names of a host's series: the dependency's name (the `dependency`
+/// label) and the host's authority (the `host` label).
+pub(crate) struct Names<'a> {
+    pub(crate) dependency: &'a Arc<str>,
+    pub(crate) authority: &'a Arc<str>,
+}
 
 /// The state kept for one host: its policy, and through it its retry budget
 /// (and circuit breaker, when configured).
@@ -38,16 +47,28 @@ pub(crate) type Customize =
 /// Get one with [`RetryMiddleware::host`](crate::RetryMiddleware::host).
 pub struct Host {
     authority: Arc<str>,
+    dependency: Arc<str>,
     policy: RetryPolicy,
     /// Nanoseconds since the registry's origin.
     last_used: AtomicU64,
 }
 
 impl Host {
-    /// The authority this state is for (`host` or `host:port`); also the
-    /// `dependency` label of its metrics.
+    /// The authority this state is for (`host` or `host:port`); the `host`
+    /// label of its metrics.
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// The `dependency` label of its metrics: the middleware's
+    /// [`dependency`](crate::RetryMiddlewareBuilder::dependency) name when
+    /// one is given, else the authority.
+    pub fn dependency(&self) -> &str {
+        &self.dependency
+    }
+
+    pub(crate) fn dependency_arc(&self) -> &Arc<str> {
+        &self.dependency
     }
 
     pub(crate) fn authority_arc(&self) -> &Arc<str> {
@@ -74,6 +95,7 @@ impl fmt::Debug for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Host")
             .field("authority", &self.authority)
+            .field("dependency", &self.dependency)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
@@ -82,6 +104,8 @@ impl fmt::Debug for Host {
 pub(crate) struct Registry {
     map: RwLock<HostMap>,
     template: RetryPolicyBuilder,
+    /// The explicit dependency name; `None`: each host's authority.
+    dependency: Option<Arc<str>>,
     customize: Vec<Customize>,
     clock: Clock,
     origin: Instant,
@@ -93,6 +117,7 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn new(
         template: RetryPolicyBuilder,
+        dependency: Option<Arc<str>>,
         customize: Vec<Customize>,
         clock: Clock,
         max_hosts: usize,
@@ -102,6 +127,7 @@ impl Registry {
             map: RwLock::new(HostMap::default()),
             origin: clock.now(),
             template,
+            dependency,
             customize,
             clock,
             max_hosts,
@@ -111,6 +137,10 @@ impl Registry {
         // Surface configuration errors now, not on the first request.
         r.create(Arc::from("validation.invalid"))?;
         Ok(r)
+    }
+
+    pub(crate) fn dependency(&self) -> Option<&Arc<str>> {
+        self.dependency.as_ref()
     }
 
     pub(crate) fn clock(&self) -> &Clock {
@@ -127,13 +157,26 @@ impl Registry {
     }
 
     fn create(&self, authority: Arc<str>) -> Result<Host, ConfigError> {
-        let mut b = self.template.clone().dependency(Arc::clone(&authority));
+        let dependency = self
+            .dependency
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&authority));
+        let mut b = self
+            .template
+            .clone()
+            .dependency(Arc::clone(&dependency))
+            .host(Arc::clone(&authority));
+        let names = Names {
+            dependency: &dependency,
+            authority: &authority,
+        };
         for c in &self.customize {
-            b = c(&authority, b)?;
+            b = c(&names, b)?;
         }
         Ok(Host {
             policy: b.build()?,
             authority,
+            dependency,
             last_used: AtomicU64::new(self.now_nanos()),
         })
     }
@@ -220,6 +263,13 @@ impl Registry {
         map.get(key).cloned()
     }
 
+    /// Every host with state now.
+    #[cfg(feature = "config")]
+    pub(crate) fn all(&self) -> Vec<Arc<Host>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -233,7 +283,7 @@ mod tests {
     fn registry(max: usize, idle: Option<Duration>) -> (Registry, ManualClock) {
         let (clock, time) = Clock::manual();
         let template = RetryPolicy::builder().clock(clock.clone());
-        let r = Registry::new(template, Vec::new(), clock, max, idle).unwrap();
+        let r = Registry::new(template, None, Vec::new(), clock, max, idle).unwrap();
         (r, time)
     }
 
@@ -289,5 +339,6 @@ mod tests {
         let b = r.get_key("x:1").unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.policy().dependency(), "x:1");
+        assert_eq!(a.policy().host(), Some("x:1"));
     }
 }

@@ -92,8 +92,14 @@
 //!    `dependency_timeout_total` counts them.
 //! 7. **Streaming bodies** are sent once and never retried; the
 //!    [`Error`] (or the [`RetryReport`]) says why.
-//! 8. **Observable** ([`telemetry`]): the standard metric names labelled
-//!    `dependency` = host, and a `tracing` span per attempt.
+//! 8. **Observable** ([`telemetry`]): the standard metric names, labelled
+//!    `dependency` (the name given with
+//!    [`dependency`](RetryMiddlewareBuilder::dependency), else the host) and
+//!    `host` (the authority), and a `tracing` span per attempt.
+//! 9. **From a policy file** (feature `config`):
+//!    [`RetryMiddlewareBuilder::from_policies`] takes a dependency's retry
+//!    policy, budget, breaker and throttle from a
+//!    [`Policies`](rebound::config::Policies) file, each from its one place.
 //!
 //! ## Errors and reports
 //!
@@ -103,6 +109,12 @@
 //! comes back as [`reqwest_middleware::Error::Middleware`] holding an
 //! [`Error`] that names the host, the reason and the last failure; a
 //! permanent error (say, a builder error) comes back untouched.
+//!
+//! Both say why in a [`Fallback`](rebound::fallback::Fallback)'s terms —
+//! [`RetryReport::cause`], [`Error::cause`], [`GiveUpExt::cause`] — and
+//! [`error_on_give_up`](RetryMiddlewareBuilder::error_on_give_up) turns a
+//! response given up on into the error, so a fallback needs no glue: see
+//! [`give_up`].
 //!
 //! ## Design
 //!
@@ -116,6 +128,7 @@
 
 pub mod classify;
 pub mod error;
+pub mod give_up;
 pub mod hosts;
 pub mod middleware;
 pub mod retry_after;
@@ -123,7 +136,10 @@ pub mod telemetry;
 
 pub use classify::{HttpClassifier, MethodRule};
 pub use error::{Error, NotRetried, RetryReport};
+pub use give_up::GiveUpExt;
 pub use hosts::Host;
+#[cfg(feature = "config")]
+pub use middleware::LiveRetryMiddleware;
 pub use middleware::{
     RetryMiddleware, RetryMiddlewareBuilder, RetryNotice, DEFAULT_ATTEMPT_HEADER, IDEMPOTENCY_KEY,
 };

@@ -15,16 +15,17 @@
 //!
 //! | set | driven as |
 //! |---|---|
-//! | nothing | one attempt, no timeout |
-//! | `retry` (with its own `breaker`, `throttle`, `budget`) | [`RetryState`](rebound::RetryState) |
+//! | nothing (or just a `breaker`, a `throttle`) | one attempt, no timeout, through the breaker and throttle |
+//! | `retry` (with its `budget`, and the dependency's `breaker` and `throttle` guarding every attempt) | [`RetryState`](rebound::RetryState) |
 //! | `hedge` | [`HedgeState`](rebound::hedge::HedgeState) |
 //! | `pipeline` | [`PipelineRun`](rebound::pipeline::PipelineRun) |
 //!
-//! A standalone `breaker`, `bulkhead`, `throttle` or `timeout` is combined
-//! with the call by the service's own code, which the simulator cannot
-//! see: it is refused, naming the field and where to put it instead (in
-//! `retry`, or as a pipeline stage); so is `retry` with `hedge` outside a
-//! pipeline, which leaves their order open.
+//! A `bulkhead` or `timeout` beside them, and a `breaker` or `throttle`
+//! beside a `hedge` or a `pipeline`, is combined with the call by the
+//! service's own code, which the simulator cannot see: it is refused,
+//! naming the field and where to put it instead (in `retry`, or as a
+//! pipeline stage); so is `retry` with `hedge` outside a pipeline, which
+//! leaves their order open.
 //!
 //! ```
 //! use rebound::config::DependencyConfig;
@@ -263,10 +264,22 @@ fn from_config(
     c: &DependencyConfig,
     env: &BuildEnv,
 ) -> Result<PolicyObject, ConfigError> {
+    // A dependency's breaker and throttle guard its retry policy (or its
+    // one attempt when it has none); beside a hedge or a pipeline they are
+    // combined by the service's own code.
+    let beside_other = c.hedge.is_some() || c.pipeline.is_some();
     let standalone = [
-        (c.breaker.is_some(), "breaker", "`retry.breaker`"),
+        (
+            c.breaker.is_some() && beside_other,
+            "breaker",
+            "a pipeline stage",
+        ),
         (c.bulkhead.is_some(), "bulkhead", "a pipeline stage"),
-        (c.throttle.is_some(), "throttle", "`retry.throttle`"),
+        (
+            c.throttle.is_some() && beside_other,
+            "throttle",
+            "a pipeline stage",
+        ),
         (c.timeout.is_some(), "timeout", "`retry.attempt_timeout`"),
     ];
     if let Some((_, field, instead)) = standalone.into_iter().find(|(set, ..)| *set) {
@@ -280,16 +293,24 @@ fn from_config(
         ));
     }
     match (&c.retry, &c.hedge, &c.pipeline) {
-        (None, None, None) => RetryPolicy::builder()
-            .dependency(dependency)
-            .max_attempts(1)
-            .clock(env.clock.clone())
-            .random(env.random.clone())
+        (None, None, None) => {
+            // One attempt, through the dependency's breaker and throttle.
+            let once = DependencyConfig {
+                retry: Some(rebound::config::RetryConfig {
+                    max_attempts: Some(1),
+                    ..Default::default()
+                }),
+                ..c.clone()
+            };
+            once.retry_builder_in(dependency, env)?
+                .expect("a retry is set")
+                .build()
+                .map(PolicyObject::Retry)
+        }
+        (Some(_), None, None) => c
+            .retry_builder_in(dependency, env)?
+            .expect("a retry is set")
             .build()
-            .map(PolicyObject::Retry),
-        (Some(r), None, None) => r
-            .builder_in(dependency, env)
-            .and_then(|b| b.build())
             .map(PolicyObject::Retry)
             .map_err(|e| e.within("retry")),
         (None, Some(h), None) => h

@@ -86,7 +86,7 @@ policy.retry = { max_attempts = 3, attempt_timeout = "300ms", backoff = { kind =
 
 #[test]
 fn a_policy_file_the_simulator_cannot_drive_is_named_at_its_line() {
-    // `payments` has a standalone breaker, which the service combines with
+    // `payments` has a standalone bulkhead, which the service combines with
     // its calls in its own code.
     let e = parse_here(&scenario(
         "policy = { file = \"policies.toml\", dependency = \"payments\" }",
@@ -94,9 +94,9 @@ fn a_policy_file_the_simulator_cannot_drive_is_named_at_its_line() {
     ))
     .unwrap_err();
     assert!(e.file.ends_with("policies.toml"), "{e}");
-    assert_eq!(e.field.as_deref(), Some("dependencies.payments.breaker"));
+    assert_eq!(e.field.as_deref(), Some("dependencies.payments.bulkhead"));
     assert_eq!(e.line, Some(31), "{e}");
-    assert!(e.message.contains("retry.breaker"), "{e}");
+    assert!(e.message.contains("pipeline"), "{e}");
 
     // A dependency the file does not have: named in the scenario file.
     let e = parse_here(&scenario(
@@ -212,15 +212,15 @@ fn a_bad_throttle_names_its_field_and_line() {
     let e = scenario_file::parse(&bad, "x.toml").unwrap_err();
     assert_eq!(
         e.field.as_deref(),
-        Some("variants[2].policy.retry.throttle.k"),
+        Some("variants[2].policy.throttle.k"),
         "{e}"
     );
-    assert_eq!(e.line, Some(31), "{e}");
+    assert_eq!(e.line, Some(32), "{e}");
     assert!(e.message.contains("at least 1"), "{e}");
     let bad = EXAMPLE.replace("k = 2.0", "kay = 2.0");
     let e = scenario_file::parse(&bad, "x.toml").unwrap_err();
     assert!(e.message.contains("unknown field `kay`"), "{e}");
-    assert_eq!(e.line, Some(31), "{e}");
+    assert_eq!(e.line, Some(32), "{e}");
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn a_pipeline_the_core_refuses_names_its_stage() {
         Some("variants[3].policy.pipeline.stages[2].delay"),
         "{e}"
     );
-    assert_eq!(e.line, Some(38), "{e}");
+    assert_eq!(e.line, Some(39), "{e}");
     // A bulkhead that would queue: waiting is not simulated.
     let bad = EXAMPLE.replace(
         "  { type = \"timeout\", timeout = \"1s\" },\n]",
@@ -248,7 +248,7 @@ fn a_pipeline_the_core_refuses_names_its_stage() {
         Some("variants[3].policy.pipeline.stages[2].max_queue"),
         "{e}"
     );
-    assert_eq!(e.line, Some(38), "{e}");
+    assert_eq!(e.line, Some(39), "{e}");
 }
 
 #[test]

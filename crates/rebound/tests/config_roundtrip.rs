@@ -105,16 +105,16 @@ fn a_full_file_parses_and_builds() {
 }
 
 #[test]
-fn a_retry_can_carry_its_own_breaker_and_throttle() {
+fn a_dependencys_breaker_and_throttle_guard_its_retries() {
     let p = Policies::from_toml_str(
         r#"
 [dependencies.payments.retry]
 max_attempts = 2
 
-[dependencies.payments.retry.breaker]
+[dependencies.payments.breaker]
 failure_ratio = 0.3
 
-[dependencies.payments.retry.throttle]
+[dependencies.payments.throttle]
 k = 1.1
 "#,
     )
@@ -128,6 +128,23 @@ k = 1.1
     assert!(retry.breaker().is_some());
     assert!(retry.throttle().is_some());
     assert_eq!(retry.breaker().unwrap().dependency(), "payments");
+}
+
+#[test]
+fn a_breaker_or_throttle_inside_retry_is_refused_with_where_it_goes() {
+    for field in ["breaker", "throttle"] {
+        let src = format!(
+            "[dependencies.payments.retry]\nmax_attempts = 2\n\n[dependencies.payments.retry.{field}]\n"
+        );
+        let e = Policies::from_toml_str(&src).unwrap_err();
+        assert_eq!(e.path(), format!("dependencies.payments.retry.{field}"));
+        assert_eq!(e.line(), Some(4), "{e}");
+        assert!(
+            e.message()
+                .contains(&format!("[dependencies.payments.{field}]")),
+            "{e}"
+        );
+    }
 }
 
 fn sample() -> Policies {
@@ -154,15 +171,10 @@ fn sample() -> Policies {
                     window: Some(Duration::from_secs(10)),
                     buckets: None,
                 }),
-                breaker: Some(BreakerConfig {
-                    window: Some(WindowConfig::Count { size: 20 }),
-                    min_calls: Some(5),
-                    ..Default::default()
-                }),
-                throttle: Some(ThrottleConfig {
-                    k: Some(1.5),
-                    ..Default::default()
-                }),
+                // One place for each: the dependency's own `breaker` and
+                // `throttle` below.
+                breaker: None,
+                throttle: None,
             }),
             breaker: Some(BreakerConfig {
                 failure_ratio: Some(0.25),

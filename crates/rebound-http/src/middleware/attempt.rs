@@ -49,7 +49,8 @@ impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
         };
         let span = tracing::info_span!(
             "rebound_http.attempt",
-            dependency = self.host.authority(),
+            dependency = self.host.dependency(),
+            host = self.host.authority(),
             http.method = request
                 .as_ref()
                 .map(|r| tracing::field::display(r.method())),

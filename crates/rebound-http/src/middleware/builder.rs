@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
+use rebound::throttle::AdaptiveThrottleBuilder;
 use rebound::{CircuitBreakerBuilder, ConfigError, RetryBudget, RetryPolicy, RetryPolicyBuilder};
 
 use super::{Hook, Inner, RetryMiddleware, RetryNotice, DEFAULT_ATTEMPT_HEADER, IDEMPOTENCY_KEY};
 use crate::classify::HttpClassifier;
-use crate::hosts::{Customize, Registry};
+use crate::hosts::{Customize, Names, Registry};
 
 /// Builder for [`RetryMiddleware`]; [`build`](Self::build) validates every
 /// setting and names the first bad one.
@@ -40,6 +41,7 @@ use crate::hosts::{Customize, Registry};
 #[must_use]
 pub struct RetryMiddlewareBuilder {
     policy: RetryPolicyBuilder,
+    dependency: Option<Arc<str>>,
     customize: Vec<Customize>,
     classifier: HttpClassifier,
     key_header: HeaderName,
@@ -49,6 +51,7 @@ pub struct RetryMiddlewareBuilder {
     idle_timeout: Option<Duration>,
     on_retry: Option<Hook>,
     report_every_response: bool,
+    error_on_give_up: bool,
 }
 
 impl Default for RetryMiddlewareBuilder {
@@ -73,6 +76,7 @@ impl RetryMiddlewareBuilder {
     pub fn new() -> Self {
         RetryMiddlewareBuilder {
             policy: RetryPolicy::builder(),
+            dependency: None,
             customize: Vec::new(),
             classifier: HttpClassifier::new(),
             key_header: IDEMPOTENCY_KEY,
@@ -82,12 +86,15 @@ impl RetryMiddlewareBuilder {
             idle_timeout: Some(Duration::from_secs(600)),
             on_retry: None,
             report_every_response: false,
+            error_on_give_up: false,
         }
     }
 
     /// The retry policy every host starts from: attempts, backoff,
-    /// per-attempt and total timeouts, `max_server_delay`, clock. Its
-    /// `dependency` is replaced by each host's authority. A budget set here
+    /// per-attempt and total timeouts, `max_server_delay`, clock. A
+    /// `dependency` named on it is the middleware's
+    /// [`dependency`](Self::dependency) name (unless that is set too); each
+    /// host's authority becomes its `host` label. A budget set here
     /// is shared by **all** hosts; use [`budget_per_host`](Self::budget_per_host)
     /// for one per host. Default [`RetryPolicy::builder`]'s defaults: 3
     /// attempts, exponential backoff from 100 ms with full jitter, no
@@ -101,6 +108,26 @@ impl RetryMiddlewareBuilder {
         self
     }
 
+    /// The name of the dependency this client calls: the `dependency` label
+    /// of **every** series of every host — retries, timeouts, budget,
+    /// breaker, throttle, `retry_not_allowed_total` — with the host's
+    /// authority (`host` or `host:port`) as a separate `host` label, so
+    /// they join with the series of a [`Fallback`](rebound::fallback::Fallback)
+    /// or a bulkhead named the same. Default: a `dependency` named on the
+    /// [`policy`](Self::policy), else each host's authority (both labels
+    /// then carry it).
+    ///
+    /// ```
+    /// use rebound_http::RetryMiddleware;
+    /// let mw = RetryMiddleware::builder().dependency("inventory").build()?;
+    /// assert_eq!(mw.dependency(), Some("inventory"));
+    /// # Ok::<(), rebound::ConfigError>(())
+    /// ```
+    pub fn dependency(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.dependency = Some(name.into());
+        self
+    }
+
     /// A retry budget for each host, made by `make` on the host's first
     /// request. Default: none. Build it on the same clock as the policy.
     pub fn budget_per_host<F>(self, make: F) -> Self
@@ -111,7 +138,9 @@ impl RetryMiddlewareBuilder {
     }
 
     /// A circuit breaker for each host, built from `breaker` on the host's
-    /// first request with its `dependency` set to the host's authority.
+    /// first request, labelled like the host's other series: `dependency`
+    /// the middleware's [`dependency`](Self::dependency) name (or the
+    /// authority), `host` the authority.
     /// Default: none. A dead host's breaker opens and its requests fail fast
     /// with [`Stop::BreakerOpen`](rebound::Stop::BreakerOpen) while other hosts carry on. Build it on the
     /// same clock as the policy.
@@ -119,10 +148,34 @@ impl RetryMiddlewareBuilder {
     /// Outcomes are recorded as the core records them: transient failures
     /// (connection errors, timeouts, retryable statuses) count as failures,
     /// everything else — a 404 included — as a healthy host answering.
-    pub fn breaker_per_host(self, breaker: CircuitBreakerBuilder) -> Self {
-        self.per_host(move |host, policy| {
-            Ok(policy.breaker(breaker.clone().dependency(host).build()?))
-        })
+    pub fn breaker_per_host(mut self, breaker: CircuitBreakerBuilder) -> Self {
+        self.customize
+            .push(Arc::new(move |names: &Names<'_>, policy| {
+                let breaker = breaker
+                    .clone()
+                    .dependency(Arc::clone(names.dependency))
+                    .host(Arc::clone(names.authority));
+                Ok(policy.breaker(breaker.build()?))
+            }));
+        self
+    }
+
+    /// An adaptive client-side throttle for each host, built from
+    /// `throttle` on the host's first request and labelled like the host's
+    /// other series. Default: none. Every attempt must pass it; under
+    /// overload it refuses locally with
+    /// [`Stop::Throttled`](rebound::Stop::Throttled). Build it on the same
+    /// clock as the policy.
+    pub fn throttle_per_host(mut self, throttle: AdaptiveThrottleBuilder) -> Self {
+        self.customize
+            .push(Arc::new(move |names: &Names<'_>, policy| {
+                let throttle = throttle
+                    .clone()
+                    .dependency(Arc::clone(names.dependency))
+                    .host(Arc::clone(names.authority));
+                Ok(policy.throttle(throttle.build()?))
+            }));
+        self
     }
 
     /// A general hook run on each host's first request: adjusts the
@@ -137,7 +190,10 @@ impl RetryMiddlewareBuilder {
             + Sync
             + 'static,
     {
-        self.customize.push(Arc::new(customize));
+        self.customize
+            .push(Arc::new(move |names: &Names<'_>, policy| {
+                customize(names.authority, policy)
+            }));
         self
     }
 
@@ -218,6 +274,23 @@ impl RetryMiddlewareBuilder {
         self
     }
 
+    /// Turns a response the middleware gave up on — a retryable status
+    /// (`503`, `429`, …) still there when the attempts, the deadline or the
+    /// budget ran out, or when the request could not be retried — into an
+    /// [`Error`](crate::Error) whose [`cause`](crate::Error::cause) says why
+    /// and whose [`status`](crate::Error::status) is the last status. The
+    /// response is dropped. Default `false`: it comes back as `Ok(response)`
+    /// with its [`RetryReport`](crate::RetryReport).
+    ///
+    /// A status that is never retried (a `404`, a `501`) and a success are
+    /// not give-ups and still come back as responses. With this on, every
+    /// failure a fallback should stand in for arrives on one path; see
+    /// [`give_up`](crate::give_up).
+    pub fn error_on_give_up(mut self, on: bool) -> Self {
+        self.error_on_give_up = on;
+        self
+    }
+
     /// Validates and builds the middleware.
     ///
     /// Rejected: anything the policy's own `build` rejects, errors from the
@@ -234,9 +307,14 @@ impl RetryMiddlewareBuilder {
                 "must be greater than zero (use keep_idle_hosts to never evict idle hosts)",
             ));
         }
-        let clock = self.policy.clone().build()?.clock().clone();
+        let template = self.policy.clone().build()?;
+        let clock = template.clock().clone();
+        let dependency = self.dependency.or_else(|| {
+            (template.dependency() != "default").then(|| Arc::from(template.dependency()))
+        });
         let hosts = Registry::new(
             self.policy,
+            dependency,
             self.customize,
             clock,
             self.max_hosts,
@@ -244,6 +322,7 @@ impl RetryMiddlewareBuilder {
         )?;
         Ok(RetryMiddleware {
             inner: Arc::new(Inner {
+                dependency: hosts.dependency().cloned(),
                 hosts,
                 classifier: self.classifier,
                 key_header: self.key_header,
@@ -251,6 +330,7 @@ impl RetryMiddlewareBuilder {
                 attempt_header: self.attempt_header,
                 on_retry: self.on_retry,
                 report_every_response: self.report_every_response,
+                error_on_give_up: self.error_on_give_up,
             }),
         })
     }

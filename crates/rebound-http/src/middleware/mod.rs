@@ -8,6 +8,10 @@
 
 mod attempt;
 mod builder;
+#[cfg(feature = "config")]
+mod from_config;
+#[cfg(feature = "config")]
+mod live;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,6 +24,8 @@ use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
 pub use builder::RetryMiddlewareBuilder;
+#[cfg(feature = "config")]
+pub use live::LiveRetryMiddleware;
 
 use crate::classify::{HttpClassifier, MethodRule};
 use crate::error::{Error, NotRetried, RetryReport};
@@ -46,6 +52,7 @@ pub struct RetryMiddleware {
 }
 
 struct Inner {
+    dependency: Option<Arc<str>>,
     hosts: Registry,
     classifier: HttpClassifier,
     key_header: HeaderName,
@@ -53,6 +60,7 @@ struct Inner {
     attempt_header: Option<HeaderName>,
     on_retry: Option<Hook>,
     report_every_response: bool,
+    error_on_give_up: bool,
 }
 
 impl RetryMiddleware {
@@ -65,6 +73,12 @@ impl RetryMiddleware {
     /// URL), if a request has gone there and it has not been evicted.
     pub fn host(&self, authority: &str) -> Option<Arc<Host>> {
         self.inner.hosts.peek(authority)
+    }
+
+    /// The explicit dependency name of every series, if one was given (see
+    /// [`RetryMiddlewareBuilder::dependency`]).
+    pub fn dependency(&self) -> Option<&str> {
+        self.inner.dependency.as_deref()
     }
 
     /// How many hosts have state right now.
@@ -212,6 +226,13 @@ impl Inner {
         }
         let mut retry_report = self.report(&host, &report, started, not_retried);
         match report.into_last() {
+            Some(Ok(response)) if self.error_on_give_up && retry_report.gave_up() => {
+                Err(reqwest_middleware::Error::middleware(Error {
+                    status: Some(response.status()),
+                    report: retry_report,
+                    last: None,
+                }))
+            }
             Some(Ok(mut response)) => {
                 let status = response.status();
                 if retry_report.stop == Stop::Succeeded
@@ -229,6 +250,7 @@ impl Inner {
             last => Err(reqwest_middleware::Error::middleware(Error {
                 report: retry_report,
                 last: last.and_then(Result::err),
+                status: None,
             })),
         }
     }
@@ -248,10 +270,11 @@ impl Inner {
             report.attempts() > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent)
         });
         if let Some(why) = &not_retried {
-            telemetry::not_retried(host.authority_arc(), why.as_str());
+            telemetry::not_retried(host, why.as_str());
         }
         RetryReport {
             host: host.authority_arc().clone(),
+            dependency: host.dependency_arc().clone(),
             attempts: report.attempts(),
             stop,
             elapsed: host

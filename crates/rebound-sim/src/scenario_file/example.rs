@@ -32,7 +32,8 @@ policy.retry = { max_attempts = 2, attempt_timeout = "1s", backoff = { kind = "c
 
 [[variants]]
 name = "retry once, adaptive throttle"
-policy.retry = { max_attempts = 2, attempt_timeout = "1s", backoff = { kind = "constant", base = "0s" }, throttle = { k = 2.0, window = "30s" } }
+policy.retry = { max_attempts = 2, attempt_timeout = "1s", backoff = { kind = "constant", base = "0s" } }
+policy.throttle = { k = 2.0, window = "30s" }
 
 [[variants]]
 name = "a pipeline: 2 s in total, retry, 1 s per attempt"

@@ -69,6 +69,13 @@ impl fmt::Display for ConfigFileError {
 
 impl std::error::Error for ConfigFileError {}
 
+impl ConfigFileError {
+    /// `e`, from building dependency `dep`'s policies, placed in the file.
+    pub(crate) fn from_config_error(dep: &str, e: &ConfigError) -> Self {
+        Policies::invalid(dep, e, None)
+    }
+}
+
 fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1
 }

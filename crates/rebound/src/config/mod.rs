@@ -36,6 +36,26 @@
 //! assert!(err.to_string().contains("max_attempts"), "{err}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! **One place for each setting.** A dependency's breaker is
+//! `[dependencies.NAME.breaker]` and its throttle
+//! `[dependencies.NAME.throttle]`; with a `retry` table they guard every
+//! attempt of it ([`DependencyConfig::retry_builder_in`]). `retry.breaker`
+//! and `retry.throttle` are refused in a file, naming the table to move them
+//! to ([`DependencyConfig::validate`]).
+//!
+//! **Ready objects.** [`DependencyConfig::retry_policy`] and the other
+//! getters build one policy each; [`DependencyConfig::pipeline_in`] (and
+//! `layer`, feature `tower`) builds every policy of a dependency as one
+//! [`Pipeline`](crate::pipeline::Pipeline) or tower layer; rebound-http's
+//! `RetryMiddlewareBuilder::from_policies` builds a reqwest client's
+//! middleware.
+//!
+//! **Files on disk, reloaded live.** [`Policies::from_path`] reads a file
+//! (errors name the file and line); [`LivePolicies`] keeps it in force
+//! while it changes, swapping new versions in atomically, keeping the state
+//! of breakers and budgets whose tables did not change, and refusing a bad
+//! version while the old one stays.
 
 mod backoff;
 mod breaker;
@@ -43,8 +63,12 @@ mod budget;
 mod bulkhead;
 mod file;
 mod hedge;
+mod live;
+mod path;
 mod pipeline;
 mod retry;
+#[cfg(feature = "tokio")]
+mod stack;
 mod throttle;
 
 use std::time::Duration;
@@ -57,6 +81,10 @@ pub use budget::BudgetConfig;
 pub use bulkhead::BulkheadConfig;
 pub use file::{toml_line_of, ConfigFileError, Policies};
 pub use hedge::HedgeConfig;
+#[cfg(feature = "tokio")]
+pub use live::Watch;
+pub use live::{LiveDependency, LivePolicies, Reload, Snapshot};
+pub use path::LoadError;
 pub use pipeline::{PipelineConfig, StageConfig, StandardConfig};
 pub use retry::RetryConfig;
 pub use throttle::ThrottleConfig;
@@ -128,9 +156,64 @@ pub struct DependencyConfig {
 }
 
 impl DependencyConfig {
-    /// The retry policy, if configured.
+    /// The retry policy, if configured, with the dependency's
+    /// [`breaker`](Self::breaker) and [`throttle`](Self::throttle) inside
+    /// it (see [`retry_builder_in`](Self::retry_builder_in)).
     pub fn retry_policy(&self, dependency: &str) -> Result<Option<RetryPolicy>, ConfigError> {
-        self.retry.as_ref().map(|r| r.build(dependency)).transpose()
+        self.retry_builder_in(dependency, &BuildEnv::default())?
+            .map(|b| b.build().map_err(|e| e.within("retry")))
+            .transpose()
+    }
+
+    /// The retry policy's builder, if a `retry` is configured, on the clock
+    /// and randomness of `env`, with the dependency's `breaker` and
+    /// `throttle` plugged in: one breaker per dependency, which every
+    /// attempt must pass (an open breaker stops retrying at once), and the
+    /// same for the throttle. An error's path is where the field is written
+    /// under the dependency (`retry.backoff.base`, `breaker.min_calls`).
+    ///
+    /// ```
+    /// use rebound::config::{BuildEnv, Policies};
+    /// let file = r#"
+    /// [dependencies.inventory.retry]
+    /// max_attempts = 3
+    /// [dependencies.inventory.breaker]
+    /// consecutive_failures = 5
+    /// "#;
+    /// let policies = Policies::from_toml_str(file)?;
+    /// let inventory = policies.dependency("inventory").unwrap();
+    /// let retry = inventory.retry_builder_in("inventory", &BuildEnv::default())?.unwrap().build()?;
+    /// assert_eq!(retry.breaker().unwrap().dependency(), "inventory");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retry_builder_in(
+        &self,
+        dependency: &str,
+        env: &BuildEnv,
+    ) -> Result<Option<crate::retry::RetryPolicyBuilder>, ConfigError> {
+        let Some(r) = &self.retry else {
+            return Ok(None);
+        };
+        let mut b = r
+            .builder_in(dependency, env)
+            .map_err(|e| e.within("retry"))?;
+        if let Some(cb) = &self.breaker {
+            let breaker = cb
+                .builder(dependency)
+                .clock(env.clock.clone())
+                .random(env.random.clone())
+                .build();
+            b = b.breaker(breaker.map_err(|e| e.within("breaker"))?);
+        }
+        if let Some(t) = &self.throttle {
+            let throttle = t
+                .builder(dependency)
+                .clock(env.clock.clone())
+                .random(env.random.clone())
+                .build();
+            b = b.throttle(throttle.map_err(|e| e.within("throttle"))?);
+        }
+        Ok(Some(b))
     }
 
     /// The circuit breaker, if configured.
@@ -186,9 +269,43 @@ impl DependencyConfig {
     /// Builds every configured policy, to check them all. The error's
     /// [`path`](ConfigError::path) is where the field is written under the
     /// dependency, e.g. `retry.backoff.base`.
+    ///
+    /// Also refused: `retry.breaker` and `retry.throttle` in a file. Each
+    /// setting has one place: a dependency's breaker is
+    /// `[dependencies.NAME.breaker]` and its throttle
+    /// `[dependencies.NAME.throttle]`, retried or not; with a `retry`
+    /// policy they guard every attempt of it (see
+    /// [`retry_builder_in`](Self::retry_builder_in)).
+    ///
+    /// ```
+    /// use rebound::config::Policies;
+    /// let file = "[dependencies.inventory.retry]\nmax_attempts = 3\n\n[dependencies.inventory.retry.breaker]\nfailure_ratio = 0.5\n";
+    /// let err = Policies::from_toml_str(file).unwrap_err();
+    /// assert_eq!(err.path(), "dependencies.inventory.retry.breaker");
+    /// assert_eq!(err.line(), Some(4));
+    /// assert!(err.message().contains("[dependencies.inventory.breaker]"), "{err}");
+    /// ```
     pub fn validate(&self, dependency: &str) -> Result<(), ConfigError> {
-        self.retry_policy(dependency)
-            .map_err(|e| e.within("retry"))?;
+        if let Some(r) = &self.retry {
+            for (set, field) in [
+                (r.breaker.is_some(), "breaker"),
+                (r.throttle.is_some(), "throttle"),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        "dependency",
+                        field,
+                        format!(
+                            "a dependency's {field} is written once, as \
+                             `[dependencies.{dependency}.{field}]`, where it also guards every \
+                             attempt of the retry policy: move this table there"
+                        ),
+                    )
+                    .within("retry"));
+                }
+            }
+        }
+        self.retry_policy(dependency)?;
         self.circuit_breaker(dependency)
             .map_err(|e| e.within("breaker"))?;
         self.bulkhead(dependency)

@@ -43,10 +43,17 @@ pub struct RetryConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetConfig>,
     /// A circuit breaker every attempt must pass (plugged into the retry
-    /// executor, so an open breaker stops retrying at once). Default none.
+    /// executor, so an open breaker stops retrying at once), for a policy
+    /// built in code or a simulator variant. Default none. **Refused in a
+    /// policy file** ([`Policies`](super::Policies)): a dependency's breaker
+    /// is written once, as `[dependencies.NAME.breaker]`, and guards its
+    /// retries from there ([`DependencyConfig::retry_builder_in`](super::DependencyConfig::retry_builder_in)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerConfig>,
-    /// An adaptive client-side throttle every attempt must pass. Default none.
+    /// An adaptive client-side throttle every attempt must pass, for a
+    /// policy built in code or a simulator variant. Default none. **Refused
+    /// in a policy file**, like [`breaker`](Self::breaker): write
+    /// `[dependencies.NAME.throttle]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<ThrottleConfig>,
 }

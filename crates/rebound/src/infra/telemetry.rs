@@ -3,7 +3,11 @@
 //! Everything goes through the [`metrics`] facade (no exporter is installed
 //! by rebound — install the one you already use) and [`tracing`]. Every
 //! series carries a `dependency` label: the name given to the policy with
-//! `dependency("inventory")` (default `"default"`).
+//! `dependency("inventory")` (default `"default"`). A policy given an
+//! instance with `host("10.0.0.7:3001")` (rebound-http does this for every
+//! host) adds a second label, `host`, so the series of one dependency keep
+//! one `dependency` name whichever host served them, and dashboards can
+//! still split by host.
 //!
 //! | metric | kind | meaning |
 //! |---|---|---|
@@ -55,6 +59,26 @@ pub const THROTTLE_REJECTED_TOTAL: &str = "throttle_rejected_total";
 /// The label every rebound series carries.
 pub const DEPENDENCY_LABEL: &str = "dependency";
 
+/// The label a policy set with `host(...)` adds to every series: the
+/// instance (for HTTP, the `host` or `host:port`) the policy guards, beside
+/// the `dependency` name. rebound-http sets it on every series it emits.
+pub const HOST_LABEL: &str = "host";
+
+/// The `dependency` label, and the `host` label when there is one.
+pub(crate) fn labels(dependency: &Arc<str>, host: Option<&Arc<str>>) -> Vec<metrics::Label> {
+    let mut labels = vec![metrics::Label::new(
+        DEPENDENCY_LABEL,
+        metrics::SharedString::from(Arc::clone(dependency)),
+    )];
+    if let Some(h) = host {
+        labels.push(metrics::Label::new(
+            HOST_LABEL,
+            metrics::SharedString::from(Arc::clone(h)),
+        ));
+    }
+    labels
+}
+
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("rebound", metrics::Level::INFO, Some("rebound"));
 
@@ -65,16 +89,15 @@ static METADATA: metrics::Metadata<'static> =
 pub(crate) struct CounterKey(metrics::Key);
 
 impl CounterKey {
-    /// `name{dependency=...}`, plus `reason=...` when given.
-    pub(crate) fn new(
+    /// `name{dependency=...,host=...}` (no `host` when `None`), plus
+    /// `reason=...` when given.
+    pub(crate) fn hosted(
         name: &'static str,
         dependency: &Arc<str>,
+        host: Option<&Arc<str>>,
         reason: Option<&'static str>,
     ) -> Self {
-        let mut labels = vec![metrics::Label::new(
-            DEPENDENCY_LABEL,
-            metrics::SharedString::from(Arc::clone(dependency)),
-        )];
+        let mut labels = labels(dependency, host);
         if let Some(r) = reason {
             labels.push(metrics::Label::new("reason", r));
         }
@@ -95,13 +118,13 @@ pub(crate) fn incr(name: &'static str, dependency: &Arc<str>) {
         .increment(1);
 }
 
-/// Increments `name{dependency=...,reason=...}` by one.
-#[inline]
-pub(crate) fn incr_reason(name: &'static str, dependency: &Arc<str>, reason: &'static str) {
-    metrics::counter!(
-        name,
-        DEPENDENCY_LABEL => metrics::SharedString::from(Arc::clone(dependency)),
-        "reason" => reason
-    )
-    .increment(1);
+/// Increments `name{dependency=...,host=...}` (no `host` when `None`) by
+/// one, with `reason=...` when given.
+pub(crate) fn incr_hosted(
+    name: &'static str,
+    dependency: &Arc<str>,
+    host: Option<&Arc<str>>,
+    reason: Option<&'static str>,
+) {
+    CounterKey::hosted(name, dependency, host, reason).incr();
 }

@@ -80,6 +80,7 @@ pub(crate) struct Inner {
     #[cfg(feature = "tokio")]
     pub(crate) clock: Clock,
     dependency: Arc<str>,
+    host: Option<Arc<str>>,
     /// `bulkhead_rejected_total{reason}`, labelled once, indexed by
     /// [`FullReason::index`].
     rejected: [telemetry::CounterKey; 3],
@@ -265,6 +266,12 @@ impl Bulkhead {
     pub fn dependency(&self) -> &str {
         &self.inner.dependency
     }
+
+    /// The `host` label of its metrics, if one was set with
+    /// [`BulkheadBuilder::host`].
+    pub fn host(&self) -> Option<&str> {
+        self.inner.host.as_deref()
+    }
 }
 
 impl fmt::Debug for Bulkhead {
@@ -302,6 +309,7 @@ pub struct BulkheadBuilder {
     max_queue: u32,
     max_wait: Option<Duration>,
     dependency: Arc<str>,
+    host: Option<Arc<str>>,
     #[cfg(feature = "tokio")]
     clock: Clock,
 }
@@ -320,6 +328,7 @@ impl BulkheadBuilder {
             max_queue: 0,
             max_wait: None,
             dependency: Arc::from("default"),
+            host: None,
             #[cfg(feature = "tokio")]
             clock: Clock::default(),
         }
@@ -352,6 +361,14 @@ impl BulkheadBuilder {
     /// `dependency` label. Default `"default"`.
     pub fn dependency(mut self, name: impl Into<Arc<str>>) -> Self {
         self.dependency = name.into();
+        self
+    }
+
+    /// The instance of the dependency this bulkhead guards (for HTTP, the
+    /// `host` or `host:port`), added as the `host` label beside
+    /// `dependency`. Default: no `host` label.
+    pub fn host(mut self, host: impl Into<Arc<str>>) -> Self {
+        self.host = Some(host.into());
         self
     }
 
@@ -393,13 +410,15 @@ impl BulkheadBuilder {
                 #[cfg(feature = "tokio")]
                 clock: self.clock,
                 rejected: FullReason::NAMES.map(|r| {
-                    telemetry::CounterKey::new(
+                    telemetry::CounterKey::hosted(
                         telemetry::BULKHEAD_REJECTED_TOTAL,
                         &self.dependency,
+                        self.host.as_ref(),
                         Some(r),
                     )
                 }),
                 dependency: self.dependency,
+                host: self.host,
                 in_use: AtomicU32::new(0),
                 queued: AtomicU32::new(0),
                 #[cfg(feature = "tokio")]

@@ -193,6 +193,7 @@ impl HasCause for crate::timeout::Elapsed {
 pub struct Fallback {
     causes: u8,
     dependency: Arc<str>,
+    host: Option<Arc<str>>,
 }
 
 impl Default for Fallback {
@@ -207,6 +208,7 @@ impl Fallback {
         FallbackBuilder {
             causes: Cause::ALL.iter().fold(0, |m, c| m | c.bit()),
             dependency: Arc::from("default"),
+            host: None,
         }
     }
 
@@ -221,12 +223,20 @@ impl Fallback {
         &self.dependency
     }
 
-    /// Counts one use in `fallback_used_total{dependency, reason}`.
+    /// The `host` label of `fallback_used_total`, if one was set with
+    /// [`FallbackBuilder::host`].
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// Counts one use in `fallback_used_total{dependency, reason}` (and
+    /// `host`, when set).
     pub fn record_use(&self, cause: Cause) {
-        telemetry::incr_reason(
+        telemetry::incr_hosted(
             telemetry::FALLBACK_USED_TOTAL,
             &self.dependency,
-            cause.as_str(),
+            self.host.as_ref(),
+            Some(cause.as_str()),
         );
         tracing::debug!(
             dependency = &*self.dependency,
@@ -332,6 +342,7 @@ impl Fallback {
 pub struct FallbackBuilder {
     causes: u8,
     dependency: Arc<str>,
+    host: Option<Arc<str>>,
 }
 
 impl FallbackBuilder {
@@ -353,11 +364,21 @@ impl FallbackBuilder {
         self
     }
 
+    /// The `host` label of `fallback_used_total`, beside `dependency`, for a
+    /// fallback that stands in for one instance of a dependency. Default:
+    /// no `host` label (a fallback usually stands in for the dependency as
+    /// a whole, whichever host failed).
+    pub fn host(mut self, host: impl Into<Arc<str>>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
     /// Builds the fallback (nothing to validate).
     pub fn build(self) -> Fallback {
         Fallback {
             causes: self.causes,
             dependency: self.dependency,
+            host: self.host,
         }
     }
 }

@@ -136,6 +136,7 @@ impl AdaptiveThrottle {
             clock: Clock::default(),
             random: RandomSource::entropy(),
             dependency: Arc::from("default"),
+            host: None,
         }
     }
 
@@ -184,6 +185,7 @@ pub struct AdaptiveThrottleBuilder {
     clock: Clock,
     random: RandomSource,
     dependency: Arc<str>,
+    host: Option<Arc<str>>,
 }
 
 impl AdaptiveThrottleBuilder {
@@ -226,6 +228,14 @@ impl AdaptiveThrottleBuilder {
         self
     }
 
+    /// The instance of the dependency (for HTTP, the `host` or
+    /// `host:port`), added as the `host` label of `throttle_rejected_total`
+    /// beside `dependency`. Default: no `host` label.
+    pub fn host(mut self, host: impl Into<Arc<str>>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<AdaptiveThrottle, ConfigError> {
         check::positive_f64(COMPONENT, "k", self.k)?;
@@ -244,7 +254,12 @@ impl AdaptiveThrottleBuilder {
                 accepts: Series::new(&epochs),
                 epochs,
                 random: self.random,
-                rejected: CounterKey::new(THROTTLE_REJECTED_TOTAL, &self.dependency, None),
+                rejected: CounterKey::hosted(
+                    THROTTLE_REJECTED_TOTAL,
+                    &self.dependency,
+                    self.host.as_ref(),
+                    None,
+                ),
             }),
         })
     }

@@ -91,6 +91,7 @@ pub(crate) type Listener = Arc<dyn Fn(&Transition) + Send + Sync>;
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) dependency: Arc<str>,
+    pub(crate) host: Option<Arc<str>>,
     pub(crate) failure_ratio: f64,
     pub(crate) min_calls: u32,
     pub(crate) window: SlidingWindow,
@@ -182,6 +183,7 @@ impl fmt::Debug for Config {
 #[must_use]
 pub struct CircuitBreakerBuilder {
     dependency: Arc<str>,
+    host: Option<Arc<str>>,
     failure_ratio: f64,
     min_calls: u32,
     window: SlidingWindow,
@@ -222,6 +224,7 @@ impl CircuitBreakerBuilder {
     pub fn new() -> Self {
         CircuitBreakerBuilder {
             dependency: Arc::from("default"),
+            host: None,
             failure_ratio: 0.5,
             min_calls: 20,
             window: SlidingWindow::Count { size: 100 },
@@ -275,6 +278,14 @@ impl CircuitBreakerBuilder {
     /// `"default"`.
     pub fn dependency(mut self, name: impl Into<Arc<str>>) -> Self {
         self.dependency = name.into();
+        self
+    }
+
+    /// The instance of the dependency this breaker guards (for HTTP, the
+    /// `host` or `host:port`), added as the `host` label on every metric
+    /// beside `dependency`. Default: no `host` label.
+    pub fn host(mut self, host: impl Into<Arc<str>>) -> Self {
+        self.host = Some(host.into());
         self
     }
 
@@ -528,6 +539,7 @@ impl CircuitBreakerBuilder {
         }
         Ok(CircuitBreaker::from_config(Config {
             dependency: self.dependency,
+            host: self.host,
             failure_ratio: self.failure_ratio,
             min_calls: self.min_calls,
             window: self.window,

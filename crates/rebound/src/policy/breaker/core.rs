@@ -1,7 +1,6 @@
 //! The breaker's lock-free core: the packed state word, the window, the
 //! transitions.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::builder::Config;
@@ -58,9 +57,10 @@ impl Inner {
     pub(super) fn new(cfg: Config) -> Self {
         let origin = cfg.clock.now();
         let window = Window::new(cfg.window, &cfg.clock);
-        let rejected = telemetry::CounterKey::new(
+        let rejected = telemetry::CounterKey::hosted(
             telemetry::CIRCUIT_BREAKER_REJECTED_TOTAL,
             &cfg.dependency,
+            cfg.host.as_ref(),
             None,
         );
         Inner {
@@ -244,15 +244,17 @@ impl Inner {
     /// last state.
     pub(super) fn emit(&self, t: &Transition) {
         let dep = &self.cfg.dependency;
+        let host = self.cfg.host.as_ref();
         metrics::gauge!(
             telemetry::CIRCUIT_BREAKER_STATE,
-            telemetry::DEPENDENCY_LABEL => metrics::SharedString::from(Arc::clone(dep))
+            telemetry::labels(dep, host)
         )
         .set(t.to.gauge_value());
         if t.to == State::Open {
-            telemetry::incr(telemetry::CIRCUIT_BREAKER_OPEN_TOTAL, dep);
+            telemetry::incr_hosted(telemetry::CIRCUIT_BREAKER_OPEN_TOTAL, dep, host, None);
             tracing::warn!(
                 dependency = &**dep,
+                host = host.map(|h| &**h),
                 from = t.from.as_str(),
                 cause = t.cause.as_str(),
                 break_duration = ?t.break_duration,
@@ -261,6 +263,7 @@ impl Inner {
         } else {
             tracing::info!(
                 dependency = &**dep,
+                host = host.map(|h| &**h),
                 from = t.from.as_str(),
                 to = t.to.as_str(),
                 cause = t.cause.as_str(),

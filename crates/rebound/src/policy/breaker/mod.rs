@@ -292,6 +292,12 @@ impl CircuitBreaker {
         &self.inner.cfg.dependency
     }
 
+    /// The `host` label of its metrics, if one was set with
+    /// [`CircuitBreakerBuilder::host`](crate::CircuitBreakerBuilder::host).
+    pub fn host(&self) -> Option<&str> {
+        self.inner.cfg.host.as_deref()
+    }
+
     /// The breaker's clock.
     pub fn clock(&self) -> &crate::Clock {
         &self.inner.cfg.clock

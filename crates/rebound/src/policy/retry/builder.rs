@@ -27,6 +27,7 @@ pub struct RetryPolicyBuilder {
     breaker: Option<CircuitBreaker>,
     throttle: Option<AdaptiveThrottle>,
     dependency: Arc<str>,
+    host: Option<Arc<str>>,
     clock: Clock,
     random: RandomSource,
 }
@@ -50,6 +51,7 @@ impl RetryPolicyBuilder {
             breaker: None,
             throttle: None,
             dependency: Arc::from("default"),
+            host: None,
             clock: Clock::default(),
             random: RandomSource::entropy(),
         }
@@ -161,6 +163,28 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// The instance of the dependency this policy guards (for HTTP, the
+    /// `host` or `host:port`), added as the `host` label on every metric
+    /// beside `dependency`, so one dependency served by several hosts keeps
+    /// one name on dashboards. Default: no `host` label.
+    ///
+    /// ```
+    /// use rebound::RetryPolicy;
+    /// let p = RetryPolicy::builder().dependency("inventory").host("10.0.0.7:3001").build()?;
+    /// assert_eq!((p.dependency(), p.host()), ("inventory", Some("10.0.0.7:3001")));
+    /// # Ok::<(), rebound::ConfigError>(())
+    /// ```
+    pub fn host(mut self, host: impl Into<Arc<str>>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// The dependency name set so far (`"default"` unless
+    /// [`dependency`](Self::dependency) was called).
+    pub fn dependency_name(&self) -> &str {
+        &self.dependency
+    }
+
     /// The clock for deadlines and sleeping. Default [`Clock::default`].
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -218,8 +242,9 @@ impl RetryPolicyBuilder {
             budget: self.budget,
             breaker: self.breaker,
             throttle: self.throttle,
-            metrics: Arc::new(RetryMetrics::new(&self.dependency)),
+            metrics: Arc::new(RetryMetrics::new(&self.dependency, self.host.as_ref())),
             dependency: self.dependency,
+            host: self.host,
             clock: self.clock,
             random: self.random,
         })

@@ -25,14 +25,14 @@ pub(crate) struct RetryMetrics {
 }
 
 impl RetryMetrics {
-    pub(crate) fn new(dependency: &Arc<str>) -> Self {
+    pub(crate) fn new(dependency: &Arc<str>, host: Option<&Arc<str>>) -> Self {
         use crate::telemetry::*;
+        let key = |name, reason| CounterKey::hosted(name, dependency, host, reason);
         RetryMetrics {
-            retries: CounterKey::new(RETRY_ATTEMPTS_TOTAL, dependency, None),
-            timeouts: CounterKey::new(DEPENDENCY_TIMEOUT_TOTAL, dependency, None),
-            budget_exhausted: CounterKey::new(RETRY_BUDGET_EXHAUSTED_TOTAL, dependency, None),
-            exhausted: Stop::NAMES
-                .map(|reason| CounterKey::new(RETRY_EXHAUSTED_TOTAL, dependency, Some(reason))),
+            retries: key(RETRY_ATTEMPTS_TOTAL, None),
+            timeouts: key(DEPENDENCY_TIMEOUT_TOTAL, None),
+            budget_exhausted: key(RETRY_BUDGET_EXHAUSTED_TOTAL, None),
+            exhausted: Stop::NAMES.map(|reason| key(RETRY_EXHAUSTED_TOTAL, Some(reason))),
         }
     }
 }
@@ -52,6 +52,7 @@ pub struct RetryPolicy {
     pub(crate) breaker: Option<CircuitBreaker>,
     pub(crate) throttle: Option<AdaptiveThrottle>,
     pub(crate) dependency: Arc<str>,
+    pub(crate) host: Option<Arc<str>>,
     pub(crate) metrics: Arc<RetryMetrics>,
     pub(crate) clock: Clock,
     pub(crate) random: RandomSource,
@@ -114,6 +115,12 @@ impl RetryPolicy {
     /// The dependency name used as the metrics label.
     pub fn dependency(&self) -> &str {
         &self.dependency
+    }
+
+    /// The `host` label of its metrics, if one was set with
+    /// [`RetryPolicyBuilder::host`].
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
     }
 
     /// The policy's clock.
