@@ -92,7 +92,10 @@
 //!    `dependency_timeout_total` counts them.
 //! 7. **Streaming bodies** are sent once and never retried; the
 //!    [`Error`] (or the [`RetryReport`]) says why.
-//! 8. **Observable** ([`telemetry`]): the standard metric names labelled
+//! 8. **Coalescing** ([`coalesce`]): concurrent identical `GET`s (method,
+//!    URI, the headers that change the answer) sent once, every caller
+//!    getting a copy of the response: a thundering herd becomes one request.
+//! 9. **Observable** ([`telemetry`]): the standard metric names labelled
 //!    `dependency` = host, and a `tracing` span per attempt.
 //!
 //! ## Errors and reports
@@ -115,6 +118,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod classify;
+pub mod coalesce;
 pub mod error;
 pub mod hosts;
 pub mod middleware;
