@@ -6,7 +6,10 @@
 //! `"2m"`. A type is turned into the real object **through that builder**,
 //! so a file is validated exactly as code is; an unset field keeps the
 //! builder's default. A [`Policies`] file holds the policies of each
-//! dependency a service calls:
+//! dependency a service calls (retry, breaker, bulkhead, timeout,
+//! throttle, hedge, pipeline, and against a thundering herd: `coalesce`,
+//! a [`CoalesceConfig`], and `cache`, a [`CacheConfig`] with the TTL, its
+//! jitter and early refresh):
 //!
 //! ```
 //! use rebound::config::Policies;
@@ -41,6 +44,8 @@ mod backoff;
 mod breaker;
 mod budget;
 mod bulkhead;
+mod cache;
+mod coalesce;
 mod file;
 mod hedge;
 mod pipeline;
@@ -55,6 +60,8 @@ pub use backoff::{BackoffConfig, BackoffKind, JitterConfig};
 pub use breaker::{BreakerConfig, GrowthConfig, WindowConfig};
 pub use budget::BudgetConfig;
 pub use bulkhead::BulkheadConfig;
+pub use cache::CacheConfig;
+pub use coalesce::CoalesceConfig;
 pub use file::{toml_line_of, ConfigFileError, Policies};
 pub use hedge::HedgeConfig;
 pub use pipeline::{PipelineConfig, StageConfig, StandardConfig};
@@ -125,6 +132,13 @@ pub struct DependencyConfig {
     /// A pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineConfig>,
+    /// Request coalescing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<CoalesceConfig>,
+    /// A read-through cache's freshness (TTL, jitter, early refresh) and
+    /// stale-on-error age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
 }
 
 impl DependencyConfig {
@@ -205,6 +219,12 @@ impl DependencyConfig {
             .map_err(|e| e.within("hedge"))?;
         #[cfg(feature = "tokio")]
         self.pipeline(dependency)?;
+        if let Some(c) = &self.coalesce {
+            c.validate().map_err(|e| e.within("coalesce"))?;
+        }
+        if let Some(c) = &self.cache {
+            c.validate().map_err(|e| e.within("cache"))?;
+        }
         Ok(())
     }
 }

@@ -219,6 +219,7 @@ impl Fallback {
         &self.dependency
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn dependency_arc(&self) -> &Arc<str> {
         &self.dependency
     }
