@@ -34,8 +34,7 @@
 //! followers each leader's call served.
 //!
 //! ```
-//! use std::sync::atomic::{AtomicU32, Ordering};
-//! use std::sync::Arc;
+//! //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use rebound::coalesce::Coalescer;
 //!
@@ -66,13 +65,12 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::telemetry::{self, CounterKey};
+use crate::telemetry::{self, CounterKey, HistogramKey};
 use crate::Clock;
 
 /// Why a coalesced call gave no value.
@@ -144,12 +142,13 @@ pub struct Coalescer<K, T, E> {
 }
 
 struct Inner<K, T, E> {
-    flights: Mutex<HashMap<K, Arc<Flight<T, E>>>>,
+    flights: Mutex<Table<K, T, E>>,
     dependency: Arc<str>,
     max_wait: Option<Duration>,
     share_errors: bool,
     clock: Clock,
     coalesced: CounterKey,
+    followers: HistogramKey,
 }
 
 impl<K, T, E> Clone for Coalescer<K, T, E> {
@@ -165,8 +164,9 @@ impl<K, T, E> Default for Coalescer<K, T, E> {
         let dependency: Arc<str> = Arc::from("default");
         Coalescer {
             inner: Arc::new(Inner {
-                flights: Mutex::new(HashMap::new()),
+                flights: Mutex::new(Table::default()),
                 coalesced: CounterKey::new(telemetry::COALESCED_CALLS_TOTAL, &dependency, None),
+                followers: HistogramKey::new(telemetry::COALESCE_FOLLOWERS, &dependency),
                 dependency,
                 max_wait: None,
                 share_errors: true,
@@ -182,15 +182,37 @@ impl<K, T, E> fmt::Debug for Coalescer<K, T, E> {
             .field("dependency", &self.inner.dependency)
             .field("max_wait", &self.inner.max_wait)
             .field("share_errors", &self.inner.share_errors)
-            .field("in_flight", &lock(&self.inner.flights).len())
+            .field("in_flight", &lock(&self.inner.flights).map.len())
             .finish()
     }
+}
+
+/// The calls in flight, by key.
+struct Table<K, T, E> {
+    map: HashMap<K, Slot<T, E>>,
+    next_gen: u64,
+}
+
+impl<K, T, E> Default for Table<K, T, E> {
+    fn default() -> Self {
+        Table {
+            map: HashMap::new(),
+            next_gen: 0,
+        }
+    }
+}
+
+/// One call in flight: which leader's, how many follow it, and where they
+/// wait (made by the first follower, so a lone call allocates nothing).
+struct Slot<T, E> {
+    gen: u64,
+    followers: u32,
+    flight: Option<Arc<Flight<T, E>>>,
 }
 
 struct Flight<T, E> {
     state: Mutex<FlightState<T, E>>,
     changed: Notify,
-    followers: AtomicU32,
 }
 
 enum FlightState<T, E> {
@@ -210,37 +232,32 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 struct Leader<'a, K: Hash + Eq, T, E> {
     inner: &'a Inner<K, T, E>,
     key: Option<K>,
-    flight: Arc<Flight<T, E>>,
+    gen: u64,
 }
 
 impl<K: Hash + Eq, T, E> Leader<'_, K, T, E> {
-    fn finish(&mut self, state: FlightState<T, E>) {
-        let Some(key) = self.key.take() else { return };
-        {
-            let mut flights = lock(&self.inner.flights);
-            if flights
-                .get(&key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                flights.remove(&key);
+    /// Forgets the call's key (no one joins it after this) and tells how
+    /// many followers it has, and where they wait; `None` if already done.
+    fn close(&mut self) -> Option<(u32, Option<Arc<Flight<T, E>>>)> {
+        let key = self.key.take()?;
+        let mut table = lock(&self.inner.flights);
+        // Followers join under the table's lock: the count is final.
+        match table.map.get(&key) {
+            Some(slot) if slot.gen == self.gen => {
+                let slot = table.map.remove(&key)?;
+                Some((slot.followers, slot.flight))
             }
+            _ => Some((0, None)),
         }
-        let served = self.flight.followers.load(Ordering::Relaxed);
-        if matches!(state, FlightState::Done(_)) {
-            metrics::histogram!(
-                telemetry::COALESCE_FOLLOWERS,
-                telemetry::DEPENDENCY_LABEL => metrics::SharedString::from(Arc::clone(&self.inner.dependency))
-            )
-            .record(f64::from(served));
-        }
-        *lock(&self.flight.state) = state;
-        self.flight.changed.notify_waiters();
     }
 }
 
 impl<K: Hash + Eq, T, E> Drop for Leader<'_, K, T, E> {
     fn drop(&mut self) {
-        self.finish(FlightState::Abandoned);
+        if let Some((_, Some(flight))) = self.close() {
+            *lock(&flight.state) = FlightState::Abandoned;
+            flight.changed.notify_waiters();
+        }
     }
 }
 
@@ -259,12 +276,13 @@ where
         let mut inner = match Arc::try_unwrap(self.inner) {
             Ok(i) => i,
             Err(shared) => Inner {
-                flights: Mutex::new(HashMap::new()),
+                flights: Mutex::new(Table::default()),
                 dependency: Arc::clone(&shared.dependency),
                 max_wait: shared.max_wait,
                 share_errors: shared.share_errors,
                 clock: shared.clock.clone(),
                 coalesced: shared.coalesced.clone(),
+                followers: shared.followers.clone(),
             },
         };
         f(&mut inner);
@@ -280,6 +298,7 @@ where
         self.rebuild(|i| {
             i.dependency = name.into();
             i.coalesced = CounterKey::new(telemetry::COALESCED_CALLS_TOTAL, &i.dependency, None);
+            i.followers = HistogramKey::new(telemetry::COALESCE_FOLLOWERS, &i.dependency);
         })
     }
 
@@ -318,12 +337,12 @@ where
 
     /// Calls in flight now.
     pub fn in_flight(&self) -> usize {
-        lock(&self.inner.flights).len()
+        lock(&self.inner.flights).map.len()
     }
 
     /// Whether a call for `key` is in flight now.
     pub fn is_in_flight(&self, key: &K) -> bool {
-        lock(&self.inner.flights).contains_key(key)
+        lock(&self.inner.flights).map.contains_key(key)
     }
 
     /// Runs `op` for `key`, unless a call for `key` is already in flight, in
@@ -338,38 +357,58 @@ where
     {
         let mut started: Option<Instant> = None;
         loop {
-            let (flight, leading) = {
-                let mut flights = lock(&self.inner.flights);
-                match flights.get(&key) {
-                    Some(f) => {
-                        f.followers.fetch_add(1, Ordering::Relaxed);
-                        (Arc::clone(f), false)
+            let joined = {
+                let mut table = lock(&self.inner.flights);
+                match table.map.get_mut(&key) {
+                    Some(slot) => {
+                        slot.followers += 1;
+                        let f = slot.flight.get_or_insert_with(|| {
+                            Arc::new(Flight {
+                                state: Mutex::new(FlightState::Running),
+                                changed: Notify::new(),
+                            })
+                        });
+                        Err(Arc::clone(f))
                     }
                     None => {
-                        let f = Arc::new(Flight {
-                            state: Mutex::new(FlightState::Running),
-                            changed: Notify::new(),
-                            followers: AtomicU32::new(0),
-                        });
-                        flights.insert(key.clone(), Arc::clone(&f));
-                        (f, true)
+                        let gen = table.next_gen;
+                        table.next_gen = gen.wrapping_add(1);
+                        table.map.insert(
+                            key.clone(),
+                            Slot {
+                                gen,
+                                followers: 0,
+                                flight: None,
+                            },
+                        );
+                        Ok(gen)
                     }
                 }
             };
-            if leading {
-                let mut leader = Leader {
-                    inner: &self.inner,
-                    key: Some(key),
-                    flight,
-                };
-                let result = op().await.map_err(Arc::new);
-                let state = match &result {
-                    Err(_) if !self.inner.share_errors => FlightState::Abandoned,
-                    r => FlightState::Done(r.clone()),
-                };
-                leader.finish(state);
-                return result.map_err(CoalesceError::Failed);
-            }
+            let flight = match joined {
+                Ok(gen) => {
+                    let mut leader = Leader {
+                        inner: &self.inner,
+                        key: Some(key),
+                        gen,
+                    };
+                    let result = op().await.map_err(Arc::new);
+                    if let Some((served, flight)) = leader.close() {
+                        if result.is_ok() || self.inner.share_errors {
+                            self.inner.followers.record(f64::from(served));
+                        }
+                        if let Some(flight) = flight {
+                            *lock(&flight.state) = match &result {
+                                Err(_) if !self.inner.share_errors => FlightState::Abandoned,
+                                r => FlightState::Done(r.clone()),
+                            };
+                            flight.changed.notify_waiters();
+                        }
+                    }
+                    return result.map_err(CoalesceError::Failed);
+                }
+                Err(flight) => flight,
+            };
             // A follower: wait until the flight ends, or the bound.
             let start = *started.get_or_insert_with(|| self.inner.clock.now());
             let mut timer = self

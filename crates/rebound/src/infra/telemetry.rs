@@ -101,6 +101,30 @@ impl CounterKey {
     }
 }
 
+/// A histogram series whose labels are fixed when a policy is built, so
+/// recording allocates nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct HistogramKey(metrics::Key);
+
+impl HistogramKey {
+    /// `name{dependency=...}`.
+    pub(crate) fn new(name: &'static str, dependency: &Arc<str>) -> Self {
+        HistogramKey(metrics::Key::from_parts(
+            name,
+            vec![metrics::Label::new(
+                DEPENDENCY_LABEL,
+                metrics::SharedString::from(Arc::clone(dependency)),
+            )],
+        ))
+    }
+
+    /// Records one value.
+    #[inline]
+    pub(crate) fn record(&self, value: f64) {
+        metrics::with_recorder(|r| r.register_histogram(&self.0, &METADATA).record(value));
+    }
+}
+
 /// Increments `name{dependency=...}` by one.
 #[inline]
 pub(crate) fn incr(name: &'static str, dependency: &Arc<str>) {
