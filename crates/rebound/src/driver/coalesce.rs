@@ -227,6 +227,9 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A closed call: its followers, and where they wait.
+type Closed<T, E> = (u32, Option<Arc<Flight<T, E>>>);
+
 /// Ends a leader's flight however its future ends: with the result, or —
 /// if it was dropped first — abandoned, so a follower takes over.
 struct Leader<'a, K: Hash + Eq, T, E> {
@@ -238,7 +241,7 @@ struct Leader<'a, K: Hash + Eq, T, E> {
 impl<K: Hash + Eq, T, E> Leader<'_, K, T, E> {
     /// Forgets the call's key (no one joins it after this) and tells how
     /// many followers it has, and where they wait; `None` if already done.
-    fn close(&mut self) -> Option<(u32, Option<Arc<Flight<T, E>>>)> {
+    fn close(&mut self) -> Option<Closed<T, E>> {
         let key = self.key.take()?;
         let mut table = lock(&self.inner.flights);
         // Followers join under the table's lock: the count is final.
