@@ -60,6 +60,7 @@
 //! # }
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -245,13 +246,13 @@ impl<K: Hash + Eq, T, E> Leader<'_, K, T, E> {
         let key = self.key.take()?;
         let mut table = lock(&self.inner.flights);
         // Followers join under the table's lock: the count is final.
-        match table.map.get(&key) {
-            Some(slot) if slot.gen == self.gen => {
-                let slot = table.map.remove(&key)?;
-                Some((slot.followers, slot.flight))
-            }
-            _ => Some((0, None)),
+        let slot = table.map.remove(&key)?;
+        if slot.gen == self.gen {
+            return Some((slot.followers, slot.flight));
         }
+        // Not ours (cannot happen: only a leader removes its key): put back.
+        table.map.insert(key, slot);
+        Some((0, None))
     }
 }
 
@@ -362,8 +363,10 @@ where
         loop {
             let joined = {
                 let mut table = lock(&self.inner.flights);
-                match table.map.get_mut(&key) {
-                    Some(slot) => {
+                let next_gen = table.next_gen;
+                match table.map.entry(key.clone()) {
+                    Entry::Occupied(mut slot) => {
+                        let slot = slot.get_mut();
                         slot.followers += 1;
                         let f = slot.flight.get_or_insert_with(|| {
                             Arc::new(Flight {
@@ -373,18 +376,14 @@ where
                         });
                         Err(Arc::clone(f))
                     }
-                    None => {
-                        let gen = table.next_gen;
-                        table.next_gen = gen.wrapping_add(1);
-                        table.map.insert(
-                            key.clone(),
-                            Slot {
-                                gen,
-                                followers: 0,
-                                flight: None,
-                            },
-                        );
-                        Ok(gen)
+                    Entry::Vacant(v) => {
+                        v.insert(Slot {
+                            gen: next_gen,
+                            followers: 0,
+                            flight: None,
+                        });
+                        table.next_gen = next_gen.wrapping_add(1);
+                        Ok(next_gen)
                     }
                 }
             };
