@@ -34,7 +34,8 @@
 //! followers each leader's call served.
 //!
 //! ```
-//! //! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //! use rebound::coalesce::Coalescer;
 //!
