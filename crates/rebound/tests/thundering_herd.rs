@@ -448,3 +448,28 @@ async fn the_tower_layer_shares_errors_and_bounds_the_wait_with_the_stale_value(
         .expect("a shared error");
     assert_eq!(shared.inner().to_string(), "db down");
 }
+
+#[tokio::test]
+async fn the_tower_layer_hands_over_from_a_cancelled_leader() {
+    let db = Db::default();
+    let svc = CoalesceLayer::new(Coalescer::new(), coalesce_key).layer(tower_db(db.clone()));
+    let leader = tokio::spawn(svc.clone().oneshot(HOT));
+    settle(|| db.loads() == 1).await;
+    let mut followers = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        followers.spawn(svc.clone().oneshot(HOT));
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(db.loads(), 1);
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    settle(|| db.loads() == 2).await;
+    db.open(1);
+    for answer in followers.join_all().await {
+        assert_eq!(answer.unwrap(), 2);
+    }
+    assert_eq!(db.loads(), 2);
+    assert_eq!(db.max_in_flight(), 1, "one load in flight at a time");
+}
