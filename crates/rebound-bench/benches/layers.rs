@@ -233,7 +233,16 @@ fn layers(c: &mut Criterion) {
         g,
         rt,
         "retry/rebound",
-        RetryLayer::new(policy).layer(inner())
+        RetryLayer::new(policy.clone()).layer(inner())
+    );
+    // The same policy borrowed for the life of the program
+    // (`RetryPolicy::leak`): a service clone or a call copies a pointer
+    // instead of counting a reference.
+    case!(
+        g,
+        rt,
+        "retry/rebound_static",
+        RetryLayer::new(policy.leak()).layer(inner())
     );
     case!(
         g,

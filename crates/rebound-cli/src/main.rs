@@ -5,12 +5,14 @@
 //! rebound simulate                          # a short tour of every scenario
 //! rebound simulate --scenario jitter-occ    # one scenario at its published size
 //! rebound simulate --config my-system.toml  # your own system and policies
+//! rebound demo --open                       # the order → inventory story, live
 //! ```
 //!
 //! The command is a thin front door: the simulator is the `rebound-sim`
 //! library, which drives the real `rebound` policies in virtual time.
 
 mod chaos;
+mod demo;
 mod dlq;
 
 use std::io::IsTerminal;
@@ -72,7 +74,12 @@ enum Command {
     /// Inspect and operate the dead-letter queue of a rebound-jobs queue:
     /// list, show, redrive, purge, depth.
     Dlq(dlq::DlqArgs),
-    // `demo`, `check` and `proxy` will join here.
+    /// The order → inventory story live on loopback: naive retries beside
+    /// rebound (idempotency keys, retry budget, breaker, fallback queue,
+    /// dead-letter queue) under a chaos timeline, on a web dashboard.
+    #[command(after_help = demo::EXAMPLES)]
+    Demo(demo::DemoArgs),
+    // `check` and `proxy` will join here.
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +185,7 @@ fn main() -> ExitCode {
         },
         Command::Chaos(args) => chaos::run(args),
         Command::Dlq(args) => dlq::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
 
