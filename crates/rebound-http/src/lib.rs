@@ -92,11 +92,14 @@
 //!    `dependency_timeout_total` counts them.
 //! 7. **Streaming bodies** are sent once and never retried; the
 //!    [`Error`] (or the [`RetryReport`]) says why.
-//! 8. **Observable** ([`telemetry`]): the standard metric names, labelled
+//! 8. **Coalescing** ([`coalesce`]): concurrent identical `GET`s (method,
+//!    URI, the headers that change the answer) sent once, every caller
+//!    getting a copy of the response: a thundering herd becomes one request.
+//! 9. **Observable** ([`telemetry`]): the standard metric names, labelled
 //!    `dependency` (the name given with
 //!    [`dependency`](RetryMiddlewareBuilder::dependency), else the host) and
 //!    `host` (the authority), and a `tracing` span per attempt.
-//! 9. **From a policy file** (feature `config`):
+//! 10. **From a policy file** (feature `config`):
 //!    [`RetryMiddlewareBuilder::from_policies`] takes a dependency's retry
 //!    policy, budget, breaker and throttle from a
 //!    [`Policies`](rebound::config::Policies) file, each from its one place.
@@ -127,6 +130,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod classify;
+pub mod coalesce;
 pub mod error;
 pub mod give_up;
 pub mod hosts;

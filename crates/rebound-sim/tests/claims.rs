@@ -62,6 +62,17 @@ fn tail_at_scale_hedging_cuts_the_p999_tenfold_and_a_shared_budget_caps_the_load
 }
 
 #[test]
+fn herd_expiry_coalescing_staggering_and_early_refresh() {
+    check("herd", Size::Test);
+}
+
+#[test]
+#[ignore = "published size: run in release with --ignored"]
+fn herd_at_full_size() {
+    check("herd", Size::Full);
+}
+
+#[test]
 #[ignore = "published sizes: run in release with --ignored"]
 fn every_claim_at_full_size() {
     for s in scenarios::all() {

@@ -34,7 +34,7 @@ fn write(seed: u64, dir: &Path) -> BTreeMap<String, Vec<u8>> {
         size: Size::Test,
         ..Options::default()
     };
-    let reports: Vec<_> = ["jitter-occ", "spike", "throttle", "tail-at-scale"]
+    let reports: Vec<_> = ["jitter-occ", "spike", "throttle", "tail-at-scale", "herd"]
         .iter()
         .map(|n| scenarios::find(n).unwrap().run(&opts))
         .collect();

@@ -56,7 +56,8 @@
 //! | [`telemetry`] | metric names: `retry_attempts_total`, `retry_exhausted_total`, `dependency_timeout_total`, `circuit_breaker_open_total`, `fallback_used_total`, … |
 //! | [`hedge`] | hedged requests: a second attempt after a fixed or percentile delay, the first *acceptable* answer wins (a classifier turns away a fast 503), budgeted, idempotent operations only |
 //! | [`fallback`] | a degraded answer on failure, open breaker, exhausted budget or full bulkhead; a stale-on-error cache with a maximum age, for closures and as a tower layer |
-//! | `coalesce` | request coalescing: concurrent identical calls share one execution (thundering herd) |
+//! | `coalesce` | request coalescing: concurrent identical calls share one execution (thundering herd), errors shared or not, a bounded wait for followers; for closures and as a tower layer |
+//! | [`freshness`] | a cache's TTL with jitter (staggered expiry) and probabilistic early refresh (XFetch); `Fallback::read_through` puts the cache and the coalescer together (cache-miss locking) |
 //! | `pipeline` | strategies composed in a declared order (timeouts, retry, hedge, breaker, bulkhead, throttle), with a validated `standard()` preset, for closures and as a tower layer |
 //! | `tower` | tower layers for every policy (feature `tower`) |
 //! | `config` | TOML / JSON configuration of every policy, with human durations (feature `serde`) |
@@ -92,7 +93,9 @@ mod policy;
 pub mod config;
 
 pub use infra::{clock, error, random, telemetry};
-pub use policy::{backoff, breaker, budget, bulkhead, classify, fallback, hedge, retry, throttle};
+pub use policy::{
+    backoff, breaker, budget, bulkhead, classify, fallback, freshness, hedge, retry, throttle,
+};
 
 #[cfg(feature = "tower")]
 pub use driver::tower;

@@ -49,7 +49,10 @@ async fn errors_are_shared_without_clone() {
         });
     }
     let results = set.join_all().await;
-    let errs: Vec<_> = results.into_iter().map(|r| r.unwrap_err()).collect();
+    let errs: Vec<_> = results
+        .into_iter()
+        .map(|r| r.unwrap_err().failed().cloned().expect("the call's error"))
+        .collect();
     assert!(errs.iter().all(|e| e.0 == "db down"));
     assert!(
         errs.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])),

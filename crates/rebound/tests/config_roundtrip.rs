@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use rebound::config::{
-    BackoffConfig, BackoffKind, BreakerConfig, BudgetConfig, BulkheadConfig, DependencyConfig,
-    GrowthConfig, HedgeConfig, JitterConfig, PipelineConfig, Policies, RetryConfig, StageConfig,
-    StandardConfig, ThrottleConfig, WindowConfig,
+    BackoffConfig, BackoffKind, BreakerConfig, BudgetConfig, BulkheadConfig, CacheConfig,
+    CoalesceConfig, DependencyConfig, GrowthConfig, HedgeConfig, JitterConfig, PipelineConfig,
+    Policies, RetryConfig, StageConfig, StandardConfig, ThrottleConfig, WindowConfig,
 };
 
 const FILE: &str = r#"
@@ -204,6 +204,18 @@ fn sample() -> Policies {
                 StageConfig::Retry(Box::default()),
                 StageConfig::CircuitBreaker(BreakerConfig::default()),
             ])),
+            coalesce: Some(CoalesceConfig {
+                max_wait: Some(Duration::from_millis(300)),
+                share_errors: Some(false),
+            }),
+            cache: Some(CacheConfig {
+                ttl: Duration::from_secs(60),
+                jitter: Some(0.1),
+                early_refresh: Some(1.0),
+                stale_while_loading: Some(true),
+                max_age: Some(Duration::from_secs(600)),
+                max_entries: None,
+            }),
         },
     );
     p.dependencies.insert(

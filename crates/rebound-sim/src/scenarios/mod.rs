@@ -10,6 +10,7 @@
 //! | `throttle` | Google SRE: adaptive throttling in overload sends ≈ K attempts per accept (K = 2, 1.1) |
 //! | `metastable` | Bronson et al. 2021: 1 retry after a 1 s timeout, capacity 300 QPS, collapse above 150 QPS |
 //! | `spike` | an M/M/1 with retries on timeout stays down long after a load spike |
+//! | `herd` | cache stampede: without protection about N loads at an expiry; coalescing one per key; staggered expiry spreads them; XFetch early refresh (Vattani et al. 2015) reloads before expiry |
 //! | `tail-at-scale` | Dean and Barroso 2013: hedging after the p95 cuts the p99.9 by an order of magnitude for a few percent more requests; a budget caps the load when the service is broadly slow |
 //!
 //! ```
@@ -26,6 +27,7 @@ use crate::sweep::{NoProgress, Progress};
 
 pub mod amplification;
 pub mod budgets;
+pub mod herd;
 pub mod jitter_occ;
 pub mod layers;
 pub mod metastable;
@@ -171,6 +173,12 @@ pub fn all() -> &'static [Scenario] {
             summary:
                 "Dean and Barroso 2013: hedged requests cut the p99.9, a budget caps their cost",
             run: tail_at_scale::run,
+        },
+        Scenario {
+            name: "herd",
+            summary:
+                "the thundering herd at a cache expiry: coalescing, staggered expiry, early refresh",
+            run: herd::run,
         },
     ]
 }

@@ -6,7 +6,10 @@
 //! `"2m"`. A type is turned into the real object **through that builder**,
 //! so a file is validated exactly as code is; an unset field keeps the
 //! builder's default. A [`Policies`] file holds the policies of each
-//! dependency a service calls:
+//! dependency a service calls (retry, breaker, bulkhead, timeout,
+//! throttle, hedge, pipeline, and against a thundering herd: `coalesce`,
+//! a [`CoalesceConfig`], and `cache`, a [`CacheConfig`] with the TTL, its
+//! jitter and early refresh):
 //!
 //! ```
 //! use rebound::config::Policies;
@@ -61,6 +64,8 @@ mod backoff;
 mod breaker;
 mod budget;
 mod bulkhead;
+mod cache;
+mod coalesce;
 mod file;
 mod hedge;
 mod live;
@@ -79,6 +84,8 @@ pub use backoff::{BackoffConfig, BackoffKind, JitterConfig};
 pub use breaker::{BreakerConfig, GrowthConfig, WindowConfig};
 pub use budget::BudgetConfig;
 pub use bulkhead::BulkheadConfig;
+pub use cache::CacheConfig;
+pub use coalesce::CoalesceConfig;
 pub use file::{toml_line_of, ConfigFileError, Policies};
 pub use hedge::HedgeConfig;
 #[cfg(feature = "tokio")]
@@ -153,6 +160,13 @@ pub struct DependencyConfig {
     /// A pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineConfig>,
+    /// Request coalescing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<CoalesceConfig>,
+    /// A read-through cache's freshness (TTL, jitter, early refresh) and
+    /// stale-on-error age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
 }
 
 impl DependencyConfig {
@@ -322,6 +336,12 @@ impl DependencyConfig {
             .map_err(|e| e.within("hedge"))?;
         #[cfg(feature = "tokio")]
         self.pipeline(dependency)?;
+        if let Some(c) = &self.coalesce {
+            c.validate().map_err(|e| e.within("coalesce"))?;
+        }
+        if let Some(c) = &self.cache {
+            c.validate().map_err(|e| e.within("cache"))?;
+        }
         Ok(())
     }
 }

@@ -13,6 +13,8 @@ pub mod hedge;
 pub(crate) mod launch;
 #[cfg(feature = "tokio")]
 pub mod pipeline;
+#[cfg(feature = "tokio")]
+mod read_through;
 pub mod retry;
 #[cfg(feature = "tokio")]
 pub mod timeout;

@@ -20,6 +20,9 @@
 //! | `circuit_breaker_rejected_total` | counter | calls a circuit breaker refused |
 //! | `bulkhead_rejected_total` | counter | calls a full bulkhead refused; label `reason` = `full`, `queue_full`, `max_wait` |
 //! | `throttle_rejected_total` | counter | requests an adaptive throttle refused locally |
+//! | `coalesced_calls_total` | counter | calls answered by another caller's call in flight (request coalescing) |
+//! | `coalesce_followers` | histogram | followers each coalesced call served |
+//! | `cache_early_refresh_total` | counter | cache entries refreshed early (probabilistic early expiration) |
 //!
 //! `retry_attempts_total`, `retry_exhausted_total`,
 //! `dependency_timeout_total`, `circuit_breaker_open_total`,
@@ -55,6 +58,16 @@ pub const DEAD_LETTER_MESSAGES_TOTAL: &str = "dead_letter_messages_total";
 
 /// `throttle_rejected_total`: requests refused locally by an adaptive throttle.
 pub const THROTTLE_REJECTED_TOTAL: &str = "throttle_rejected_total";
+
+/// `coalesced_calls_total`: calls answered by another caller's call in
+/// flight instead of calling.
+pub const COALESCED_CALLS_TOTAL: &str = "coalesced_calls_total";
+/// `coalesce_followers` (histogram): the followers one coalesced call
+/// served.
+pub const COALESCE_FOLLOWERS: &str = "coalesce_followers";
+/// `cache_early_refresh_total`: cache entries refreshed before they
+/// expired (probabilistic early expiration).
+pub const CACHE_EARLY_REFRESH_TOTAL: &str = "cache_early_refresh_total";
 
 /// The label every rebound series carries.
 pub const DEPENDENCY_LABEL: &str = "dependency";
@@ -108,6 +121,30 @@ impl CounterKey {
     #[inline]
     pub(crate) fn incr(&self) {
         metrics::with_recorder(|r| r.register_counter(&self.0, &METADATA).increment(1));
+    }
+}
+
+/// A histogram series whose labels are fixed when a policy is built, so
+/// recording allocates nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct HistogramKey(metrics::Key);
+
+impl HistogramKey {
+    /// `name{dependency=...}`.
+    pub(crate) fn new(name: &'static str, dependency: &Arc<str>) -> Self {
+        HistogramKey(metrics::Key::from_parts(
+            name,
+            vec![metrics::Label::new(
+                DEPENDENCY_LABEL,
+                metrics::SharedString::from(Arc::clone(dependency)),
+            )],
+        ))
+    }
+
+    /// Records one value.
+    #[inline]
+    pub(crate) fn record(&self, value: f64) {
+        metrics::with_recorder(|r| r.register_histogram(&self.0, &METADATA).record(value));
     }
 }
 

@@ -42,18 +42,16 @@
 //! ```
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::fmt;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use crate::breaker::{BreakerOpen, CallError};
 use crate::bulkhead::BulkheadFull;
 use crate::retry::{RetryError, Stop};
 use crate::telemetry;
 use crate::throttle::Throttled;
-use crate::Clock;
+
+pub use super::stale_cache::{Lookup, Served, StaleCache};
 
 /// Why a call failed, as far as a fallback cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,6 +227,11 @@ impl Fallback {
         self.host.as_deref()
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn dependency_arc(&self) -> &Arc<str> {
+        &self.dependency
+    }
+
     /// Counts one use in `fallback_used_total{dependency, reason}` (and
     /// `host`, when set).
     pub fn record_use(&self, cause: Cause) {
@@ -380,171 +383,5 @@ impl FallbackBuilder {
             dependency: self.dependency,
             host: self.host,
         }
-    }
-}
-
-/// Where an answer came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Served<V> {
-    /// From the dependency, just now.
-    Fresh(V),
-    /// From the stale-on-error cache, this old.
-    Stale {
-        /// The cached value.
-        value: V,
-        /// How long ago it was stored.
-        age: Duration,
-    },
-}
-
-impl<V> Served<V> {
-    /// The value, fresh or stale.
-    pub fn into_inner(self) -> V {
-        match self {
-            Served::Fresh(v) | Served::Stale { value: v, .. } => v,
-        }
-    }
-
-    /// Whether it came from the cache.
-    pub fn is_stale(&self) -> bool {
-        matches!(self, Served::Stale { .. })
-    }
-}
-
-/// The last good value per key, served on error while younger than
-/// `max_age`. Cheap to clone; clones share entries.
-///
-/// Storing takes a short lock (one per success); reading only happens on
-/// the failure path. Entries older than `max_age` are never served, and
-/// are dropped when the cache holds more than `max_entries` (default
-/// 10 000).
-///
-/// ```
-/// use std::time::Duration;
-/// use rebound::fallback::StaleCache;
-/// use rebound::Clock;
-///
-/// let (clock, time) = Clock::manual();
-/// let cache = StaleCache::new(Duration::from_secs(30)).with_clock(clock);
-/// cache.put("eu", 3);
-/// time.advance(Duration::from_secs(31));
-/// assert_eq!(cache.get("eu"), None); // too old to serve
-/// ```
-pub struct StaleCache<K, V> {
-    inner: Arc<CacheInner<K, V>>,
-}
-
-struct CacheInner<K, V> {
-    max_age: Duration,
-    max_entries: usize,
-    clock: Clock,
-    map: Mutex<HashMap<K, (V, Instant)>>,
-}
-
-impl<K, V> Clone for StaleCache<K, V> {
-    fn clone(&self) -> Self {
-        StaleCache {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-}
-
-impl<K, V> fmt::Debug for StaleCache<K, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaleCache")
-            .field("max_age", &self.inner.max_age)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K: Hash + Eq, V: Clone> StaleCache<K, V> {
-    /// A cache serving values at most `max_age` old, on the system clock.
-    pub fn new(max_age: Duration) -> Self {
-        StaleCache {
-            inner: Arc::new(CacheInner {
-                max_age,
-                max_entries: 10_000,
-                clock: Clock::default(),
-                map: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    /// The clock ages are measured on. Default [`Clock::default`]. Call it
-    /// before sharing the cache.
-    #[must_use]
-    pub fn with_clock(self, clock: Clock) -> Self {
-        self.rebuild(|c| c.clock = clock)
-    }
-
-    /// The most entries kept. Default 10 000.
-    #[must_use]
-    pub fn with_max_entries(self, n: usize) -> Self {
-        self.rebuild(|c| c.max_entries = n.max(1))
-    }
-
-    fn rebuild(self, f: impl FnOnce(&mut CacheInner<K, V>)) -> Self {
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(i) => i,
-            Err(shared) => CacheInner {
-                max_age: shared.max_age,
-                max_entries: shared.max_entries,
-                clock: shared.clock.clone(),
-                map: Mutex::new(HashMap::new()),
-            },
-        };
-        f(&mut inner);
-        StaleCache {
-            inner: Arc::new(inner),
-        }
-    }
-
-    /// The maximum age served.
-    pub fn max_age(&self) -> Duration {
-        self.inner.max_age
-    }
-
-    /// Stores a good value for `key`, now.
-    pub fn put(&self, key: K, value: V) {
-        let now = self.inner.clock.now();
-        let mut map = self.inner.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.inner.max_entries && !map.contains_key(&key) {
-            let max_age = self.inner.max_age;
-            map.retain(|_, (_, at)| now.saturating_duration_since(*at) <= max_age);
-            if map.len() >= self.inner.max_entries {
-                // Still full of fresh entries: drop the oldest.
-                let oldest = map.values().map(|(_, at)| *at).min();
-                map.retain(|_, (_, at)| Some(*at) != oldest);
-            }
-        }
-        map.insert(key, (value, now));
-    }
-
-    /// The value of `key` and its age, if one is stored and at most
-    /// `max_age` old.
-    pub fn get<Q>(&self, key: &Q) -> Option<(V, Duration)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let now = self.inner.clock.now();
-        let map = self.inner.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (v, at) = map.get(key)?;
-        let age = now.saturating_duration_since(*at);
-        (age <= self.inner.max_age).then(|| (v.clone(), age))
-    }
-
-    /// Entries held (fresh or not yet evicted).
-    pub fn len(&self) -> usize {
-        self.inner
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
-    /// Whether the cache holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

@@ -9,9 +9,11 @@ pub mod budget;
 pub mod bulkhead;
 pub mod classify;
 pub mod fallback;
+pub mod freshness;
 pub mod hedge;
 #[cfg(feature = "tokio")]
 pub mod pipeline;
 pub mod retry;
 pub(crate) mod score;
+pub(crate) mod stale_cache;
 pub mod throttle;

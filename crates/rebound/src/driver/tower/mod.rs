@@ -21,6 +21,7 @@
 //! | [`throttle`] | [`ThrottleLayer`](throttle::ThrottleLayer) | [`Throttled`](crate::throttle::Throttled) |
 //! | [`hedge`] | [`HedgeLayer`](hedge::HedgeLayer): first *acceptable* response wins | (a permanent error, or the last unacceptable copy's error) |
 //! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer), [`StaleCacheLayer`](fallback::StaleCacheLayer) (stale-on-error cache) | (the error, when no fallback applies) |
+//! | [`coalesce`] | [`CoalesceLayer`](coalesce::CoalesceLayer): concurrent requests with the same key share one call | [`coalesce::error::SharedError`] (the shared error), [`coalesce::error::WaitElapsed`] |
 //! | [`pipeline`] | [`PipelineLayer`](pipeline::PipelineLayer): a whole [`Pipeline`](crate::pipeline::Pipeline), hedge stage included | [`retry::error::RetryFailed`] |
 //!
 //! The breaker and throttle layers share one response future,
@@ -84,6 +85,7 @@
 
 pub mod breaker;
 pub mod bulkhead;
+pub mod coalesce;
 pub mod fallback;
 pub mod hedge;
 pub mod permit;
@@ -98,7 +100,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The [`Stop`](crate::Stop) matching one of rebound's own refusals (an
 /// open breaker, a full bulkhead, a throttle), if `e` is one.
 pub(crate) fn refusal(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<crate::Stop> {
-    if e.is::<crate::BreakerOpen>() {
+    if let Some(shared) = e.downcast_ref::<coalesce::error::SharedError>() {
+        refusal(shared.inner())
+    } else if e.is::<crate::BreakerOpen>() {
         Some(crate::Stop::BreakerOpen)
     } else if e.is::<crate::BulkheadFull>() {
         Some(crate::Stop::BulkheadFull)

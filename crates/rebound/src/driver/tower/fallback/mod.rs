@@ -48,6 +48,16 @@
 //! it outside the retry, breaker and bulkhead layers, so it sees their
 //! refusals and their final result.
 //!
+//! Given a cache [`with_freshness`](crate::fallback::StaleCache::with_freshness),
+//! the layer is also a read-through cache: a response younger than its
+//! (jittered) TTL is answered without calling the inner service, and a
+//! read the early refresh draws calls it to reload (answering with the
+//! cached response if that fails). Put a
+//! [`CoalesceLayer`](crate::tower::coalesce::CoalesceLayer) under it and
+//! concurrent misses make one call (cache-miss locking); a follower whose
+//! wait runs out (the coalescer's `max_wait`) is answered with the stale
+//! response when the fallback covers [`Cause::Timeout`].
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_layer::Layer;
@@ -109,9 +119,19 @@ use crate::tower::BoxError;
 
 /// The [`Cause`] of an error from a rebound tower stack: an open breaker, a
 /// full bulkhead, a throttle, a timeout (either timeout type), or the stop
-/// reason of a retry layer; anything else is [`Cause::Failed`].
+/// reason of a retry layer; anything else is [`Cause::Failed`]. An error
+/// shared by a coalescing layer is judged by the error it shares; a
+/// coalesced follower's wait that ran out is a [`Cause::Timeout`].
 pub fn cause_of(e: &BoxError) -> Cause {
-    if e.is::<crate::BreakerOpen>() {
+    cause_of_dyn(&**e)
+}
+
+fn cause_of_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Cause {
+    if let Some(shared) = e.downcast_ref::<crate::tower::coalesce::error::SharedError>() {
+        cause_of_dyn(shared.inner())
+    } else if e.is::<crate::tower::coalesce::error::WaitElapsed>() {
+        Cause::Timeout
+    } else if e.is::<crate::BreakerOpen>() {
         Cause::BreakerOpen
     } else if e.is::<crate::BulkheadFull>() {
         Cause::BulkheadFull

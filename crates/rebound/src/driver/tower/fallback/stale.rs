@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -14,7 +14,8 @@ use tower_service::Service;
 
 use super::{cause_of, Cause};
 use crate::classify::{Classifier, Decision, Outcome, RetryErrors};
-use crate::fallback::{Fallback, StaleCache};
+use crate::fallback::{Fallback, Lookup, StaleCache};
+use crate::telemetry;
 use crate::tower::BoxError;
 
 type OnStale<V> = Arc<dyn Fn(&mut V, Duration) + Send + Sync>;
@@ -26,7 +27,7 @@ type OnStale<V> = Arc<dyn Fn(&mut V, Duration) + Send + Sync>;
 /// `V` the response (`Clone`: one copy is kept, one returned).
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use rebound::fallback::{Fallback, StaleCache};
 /// use rebound::tower::fallback::StaleCacheLayer;
 ///
@@ -204,14 +205,57 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.shared.key)(&req);
-        StaleResponseFuture {
-            fut: self.inner.call(req),
-            key: Some(key),
-            shared: Arc::clone(&self.shared),
+        let shared = Arc::clone(&self.shared);
+        if shared.cache.freshness().is_none() {
+            return StaleResponseFuture {
+                state: State::Call {
+                    fut: self.inner.call(req),
+                },
+                key: Some(key),
+                shared,
+                started: None,
+                cached: None,
+            };
         }
+        let cached = match shared.cache.lookup(&key) {
+            Lookup::Hit { value, .. } => {
+                return StaleResponseFuture {
+                    state: State::Hit { value: Some(value) },
+                    key: Some(key),
+                    shared,
+                    started: None,
+                    cached: None,
+                };
+            }
+            Lookup::Refresh { value, .. } => {
+                telemetry::incr(
+                    telemetry::CACHE_EARLY_REFRESH_TOTAL,
+                    shared.fallback.dependency_arc(),
+                );
+                Some(value)
+            }
+            Lookup::Miss { .. } => None,
+        };
+        StaleResponseFuture {
+            state: State::Call {
+                fut: self.inner.call(req),
+            },
+            key: Some(key),
+            started: Some(shared.cache.clock().now()),
+            shared,
+            cached,
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<Fut, V> {
+        // A fresh entry: answered without calling.
+        Hit { value: Option<V> },
+        Call { #[pin] fut: Fut },
     }
 }
 
@@ -219,9 +263,13 @@ pin_project! {
     /// The response future of [`StaleCacheService`].
     pub struct StaleResponseFuture<Fut, K, V, F, C> {
         #[pin]
-        fut: Fut,
+        state: State<Fut, V>,
         key: Option<K>,
         shared: Arc<Shared<K, V, F, C>>,
+        // When the call started, to time the load (with a freshness).
+        started: Option<Instant>,
+        // The fresh value an early refresh replaces (served if it fails).
+        cached: Option<V>,
     }
 }
 
@@ -260,24 +308,38 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.fut.poll(cx));
+        let result = match this.state.project() {
+            StateProj::Hit { value } => {
+                return Poll::Ready(Ok(value.take().expect("polled after completion")));
+            }
+            StateProj::Call { fut } => ready!(fut.poll(cx)),
+        };
         let key = this.key.take().expect("polled after completion");
         let shared = &**this.shared;
         Poll::Ready(match result {
             Ok(v) => {
                 if shared.classifier.classify(Outcome::Ok(&v)) == Decision::DoNotRetry {
-                    shared.cache.put(key, v.clone());
+                    let took = this.started.map_or(Duration::ZERO, |s| {
+                        shared.cache.clock().now().saturating_duration_since(s)
+                    });
+                    shared.cache.put_loaded(key, v.clone(), took);
                     Ok(v)
+                } else if let Some(fresh) = this.cached.take() {
+                    // A failed early refresh: the entry is still fresh.
+                    Ok(fresh)
                 } else {
                     // An answer, but a bad one (a 503): not kept, and
                     // replaced by a good one if there is one.
                     Ok(shared.stale(&key, Cause::Failed).unwrap_or(v))
                 }
             }
-            Err(e) => {
-                let e = e.into();
-                shared.stale(&key, cause_of(&e)).ok_or(e)
-            }
+            Err(e) => match this.cached.take() {
+                Some(fresh) => Ok(fresh),
+                None => {
+                    let e = e.into();
+                    shared.stale(&key, cause_of(&e)).ok_or(e)
+                }
+            },
         })
     }
 }
