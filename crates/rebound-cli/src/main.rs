@@ -11,6 +11,7 @@
 //! library, which drives the real `rebound` policies in virtual time.
 
 mod chaos;
+mod check;
 mod dlq;
 
 use std::io::IsTerminal;
@@ -72,7 +73,14 @@ enum Command {
     /// Inspect and operate the dead-letter queue of a rebound-jobs queue:
     /// list, show, redrive, purge, depth.
     Dlq(dlq::DlqArgs),
-    // `demo`, `check` and `proxy` will join here.
+    /// The retry decision checklist for every dependency of a policy file:
+    /// what is retried, is it safe, which layers retry and how they
+    /// multiply, the load on a dead dependency with and without budgets,
+    /// the worst-case latency, what a give-up returns, which series show
+    /// it. Exits 1 on dangerous settings.
+    #[command(after_help = check::EXAMPLES)]
+    Check(check::CheckArgs),
+    // `demo` and `proxy` will join here.
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +186,7 @@ fn main() -> ExitCode {
         },
         Command::Chaos(args) => chaos::run(args),
         Command::Dlq(args) => dlq::run(args),
+        Command::Check(args) => check::run(args),
     }
 }
 
