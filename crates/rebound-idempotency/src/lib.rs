@@ -96,6 +96,7 @@
 //! All of them pass the same conformance suite (`tests/conformance.rs`).
 //! Time comes from an injected [`rebound::Clock`] (its wall time for stored
 //! timestamps); a manual one moves it by hand in tests.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod claim;

@@ -209,7 +209,7 @@ impl RetryPolicyBuilder {
             }
         }
         self.backoff.validate()?;
-        Ok(RetryPolicy {
+        let policy = RetryPolicy {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             attempt_timeout: self.attempt_timeout,
@@ -222,6 +222,8 @@ impl RetryPolicyBuilder {
             dependency: self.dependency,
             clock: self.clock,
             random: self.random,
-        })
+        };
+        policy.observe();
+        Ok(policy)
     }
 }
