@@ -21,13 +21,14 @@ stages = [
 ]
 "#;
 
-/// Calls 1–12 hit a dependency that fails every other attempt; calls
-/// 13–20 an outage, where the breaker opens and the calls fail fast.
+/// Calls 1–12 hit a dependency whose first attempt fails on every third
+/// call (a retry fixes it); calls 13–20 an outage, where the retries stop
+/// when the breaker opens and the calls fail fast.
 async fn reserve(call: u32, attempt: u32) -> Result<&'static str, String> {
     tokio::time::sleep(Duration::from_millis(5)).await;
     match call {
         13.. => Err("503 Service Unavailable".into()),
-        _ if attempt % 2 == 1 => Err("connection reset".into()),
+        _ if call.is_multiple_of(3) && attempt == 1 => Err("connection reset".into()),
         _ => Ok("reserved"),
     }
 }

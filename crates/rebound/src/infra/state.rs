@@ -6,7 +6,7 @@
 //! before its first call, whatever its host) until its last handle is
 //! dropped; nothing is named by hand. [`snapshot`] reads them all without
 //! stopping them; the [`ResilienceState`] it returns is serializable with
-//! the `serde` feature, and with the `axum` feature [`axum::handler`]
+//! the `serde` feature, and with the `axum` feature `state::axum::handler`
 //! serves it as JSON:
 //!
 //! ```

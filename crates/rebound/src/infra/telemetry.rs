@@ -25,7 +25,7 @@
 //! **registered at zero** when the policy that emits them is built, so a
 //! dashboard shows `0` rather than no data before the first failure —
 //! provided the recorder (exporter) is installed before the policies are
-//! built. With the `prometheus` feature, [`prometheus::install`] does both in
+//! built. With the `prometheus` feature, `telemetry::prometheus::install()` does both in
 //! one line; [`crate::state`] holds the live state of every policy for a
 //! `/resilience` endpoint.
 //!

@@ -161,7 +161,7 @@ impl RetryPolicy {
     /// Keeps the policy for the rest of the program and returns it borrowed
     /// forever: for a policy built once at start-up and shared by every
     /// call, so holders copy a pointer instead of counting a reference
-    /// (see [`SharedPolicy`](crate::tower::retry::SharedPolicy)). Its memory
+    /// (see `tower::retry::SharedPolicy`, feature `tower`). Its memory
     /// is never freed: do not leak policies made per request.
     ///
     /// ```
