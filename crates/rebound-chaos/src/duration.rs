@@ -75,7 +75,7 @@ pub(crate) fn format(d: Duration) -> String {
         return "0s".to_string();
     }
     for (unit, per) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000)] {
-        if nanos % per == 0 {
+        if nanos.is_multiple_of(per) {
             return format!("{}{unit}", nanos / per);
         }
     }

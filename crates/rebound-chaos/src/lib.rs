@@ -109,7 +109,7 @@
 //! * HTTP/1.1 (and 1.0) in plain text on both sides; no TLS, no HTTP/2, no
 //!   protocol upgrades (WebSocket), no `CONNECT`.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod control;

@@ -12,6 +12,7 @@
 //! library, which drives the real `rebound` policies in virtual time.
 
 mod chaos;
+mod check;
 mod demo;
 mod dlq;
 
@@ -79,7 +80,14 @@ enum Command {
     /// dead-letter queue) under a chaos timeline, on a web dashboard.
     #[command(after_help = demo::EXAMPLES)]
     Demo(demo::DemoArgs),
-    // `check` and `proxy` will join here.
+    /// The retry decision checklist for every dependency of a policy file:
+    /// what is retried, is it safe, which layers retry and how they
+    /// multiply, the load on a dead dependency with and without budgets,
+    /// the worst-case latency, what a give-up returns, which series show
+    /// it. Exits 1 on dangerous settings.
+    #[command(after_help = check::EXAMPLES)]
+    Check(check::CheckArgs),
+    // `proxy` will join here.
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +194,7 @@ fn main() -> ExitCode {
         Command::Chaos(args) => chaos::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Check(args) => check::run(args),
     }
 }
 

@@ -127,7 +127,7 @@
 //! policy's [`Clock`](rebound::Clock) and reports. A manual clock in the
 //! policy makes every wait instant and every delay observable in tests.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
 pub mod coalesce;

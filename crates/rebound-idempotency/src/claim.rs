@@ -74,6 +74,11 @@ impl ClaimSettings {
         if name.is_empty() {
             return Err(err("name", "must not be empty".into()));
         }
+        // Described, and the headline series at zero, from the start.
+        rebound::telemetry::describe();
+        let dep = name.to_string();
+        metrics::counter!("idempotency_requests_total", "dependency" => dep.clone(), "outcome" => "stored").increment(0);
+        metrics::counter!(rebound::telemetry::IDEMPOTENCY_KEY_REUSED_TOTAL, "dependency" => dep, "outcome" => "replayed").increment(0);
         if o.lease < Duration::from_millis(1) {
             return Err(err(
                 "lease",

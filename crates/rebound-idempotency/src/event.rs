@@ -171,6 +171,20 @@ pub(crate) fn emit(cfg: &Config, outcome: RequestOutcome, subject: &Subject) {
         | RequestOutcome::CompletionAbandoned => {
             tracing::warn!(layer = &**name, outcome = outcome.as_str(), key, method = %subject.method, path, "idempotency")
         }
+        // A key seen again (a retry answered from the store, a duplicate
+        // still running, a key reused for another request) or refused:
+        // what operators look for, visible at INFO.
+        o if o.is_key_reuse()
+            || matches!(
+                o,
+                RequestOutcome::KeyMalformed
+                    | RequestOutcome::KeyMissing
+                    | RequestOutcome::IdentityMissing
+                    | RequestOutcome::BodyRejected
+            ) =>
+        {
+            tracing::info!(layer = &**name, outcome = outcome.as_str(), key, method = %subject.method, path, "idempotency")
+        }
         RequestOutcome::Bypassed => {
             tracing::trace!(layer = &**name, outcome = outcome.as_str(), method = %subject.method, path, "idempotency")
         }

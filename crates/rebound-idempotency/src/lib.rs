@@ -96,6 +96,18 @@
 //! All of them pass the same conformance suite (`tests/conformance.rs`).
 //! Time comes from an injected [`rebound::Clock`] (its wall time for stored
 //! timestamps); a manual one moves it by hand in tests.
+//!
+// Stores behind a feature that is off: the table links to their docs.rs
+// pages instead of leaving the link unresolved.
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "[`RedisStore`]: https://docs.rs/rebound-idempotency/latest/rebound_idempotency/struct.RedisStore.html"
+)]
+#![cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`PostgresStore`]: https://docs.rs/rebound-idempotency/latest/rebound_idempotency/struct.PostgresStore.html"
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod claim;

@@ -416,7 +416,11 @@ impl Once {
 
     fn emit(&self, outcome: RequestOutcome) {
         let name = &self.settings.name;
-        tracing::debug!(once = &**name, outcome = outcome.as_str(), "once");
+        if outcome.is_key_reuse() {
+            tracing::info!(once = &**name, outcome = outcome.as_str(), "once");
+        } else {
+            tracing::debug!(once = &**name, outcome = outcome.as_str(), "once");
+        }
         metrics::counter!("idempotency_requests_total", "dependency" => name.clone(), "outcome" => outcome.as_str()).increment(1);
         if outcome.is_key_reuse() {
             metrics::counter!("idempotency_key_reused_total", "dependency" => name.clone(), "outcome" => outcome.as_str()).increment(1);

@@ -168,3 +168,35 @@ async fn store_failures_are_counted() {
         3
     );
 }
+
+/// The layer's headline series exist, at zero and described, from the
+/// moment it is built: a dashboard shows 0 before the first retry.
+#[tokio::test]
+async fn series_are_described_and_registered_when_the_layer_is_built() {
+    let recorder = DebuggingRecorder::new();
+    metrics::with_local_recorder(&recorder, || {
+        IdempotencyLayer::builder(MemoryStore::new())
+            .name("metrics-built")
+            .single_tenant()
+            .build()
+            .unwrap();
+    });
+    let rows = recorder.snapshotter().snapshot().into_vec();
+    for name in ["idempotency_key_reused_total", "idempotency_requests_total"] {
+        let (_, unit, help, value) = rows
+            .iter()
+            .find(|(k, ..)| {
+                k.key().name() == name
+                    && k.key()
+                        .labels()
+                        .any(|l| l.key() == "dependency" && l.value() == "metrics-built")
+            })
+            .unwrap_or_else(|| panic!("{name} not registered"));
+        assert_eq!(*value, DebugValue::Counter(0), "{name}");
+        assert_eq!(*unit, Some(metrics::Unit::Count), "{name}");
+        assert!(
+            help.as_ref().is_some_and(|h| h.contains("by dependency")),
+            "{name}"
+        );
+    }
+}

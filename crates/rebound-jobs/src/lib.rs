@@ -84,7 +84,7 @@
 //! processes) and [`Decision`](rebound::Decision) (including a delay the
 //! error asks for). The worker asks it, does the I/O, tells it. Broker
 //! adapters and the simulator drive the same policy.
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -77,7 +77,7 @@
 //! executors here, the tower layers, the HTTP middleware and the simulator
 //! all drive the same code.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The tree shows the architecture: `policy` decides (sans-IO state
 // machines: no I/O, no sleeping, time from an injected clock), `driver`
@@ -92,7 +92,7 @@ mod policy;
 #[cfg(feature = "serde")]
 pub mod config;
 
-pub use infra::{clock, error, random, telemetry};
+pub use infra::{clock, error, random, state, telemetry};
 pub use policy::{
     backoff, breaker, budget, bulkhead, classify, fallback, freshness, hedge, retry, throttle,
 };

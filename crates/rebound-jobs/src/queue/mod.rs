@@ -3,7 +3,8 @@
 //! A queue is storage with atomic steps; it decides nothing. The
 //! [`DeliveryPolicy`](crate::DeliveryPolicy) decides and the
 //! [`Worker`](crate::Worker) carries the answers over. Every queue follows
-//! the same rules, checked by the [conformance suite](crate::conformance):
+//! the same rules, checked by the conformance suite (`rebound_jobs::conformance`,
+//! feature `conformance`):
 //!
 //! * **claim** takes due, available jobs of one queue in due order, and in
 //!   the same atomic step counts the delivery (`deliveries + 1`), takes a new

@@ -6,5 +6,6 @@ pub mod clock;
 pub mod error;
 pub mod random;
 pub(crate) mod sliding_window;
+pub mod state;
 pub(crate) mod sync;
 pub mod telemetry;

@@ -23,6 +23,17 @@
 //! | `coalesced_calls_total` | counter | calls answered by another caller's call in flight (request coalescing) |
 //! | `coalesce_followers` | histogram | followers each coalesced call served |
 //! | `cache_early_refresh_total` | counter | cache entries refreshed early (probabilistic early expiration) |
+//! | `hedge_attempts_total` | counter | hedged copies sent: attempts after the first |
+//! | `fallback_used_total` | counter | times a fallback produced the result; label `reason` |
+//!
+//! Every metric is **described** (unit and help text, the `# HELP` line of
+//! a Prometheus page: [`METRICS`], [`describe`]) and its series are
+//! **registered at zero** when the policy that emits them is built, so a
+//! dashboard shows `0` rather than no data before the first failure —
+//! provided the recorder (exporter) is installed before the policies are
+//! built. With the `prometheus` feature, `telemetry::prometheus::install()` does both in
+//! one line; [`crate::state`] holds the live state of every policy for a
+//! `/resilience` endpoint.
 //!
 //! `retry_attempts_total`, `retry_exhausted_total`,
 //! `dependency_timeout_total`, `circuit_breaker_open_total`,
@@ -68,6 +79,8 @@ pub const COALESCE_FOLLOWERS: &str = "coalesce_followers";
 /// `cache_early_refresh_total`: cache entries refreshed before they
 /// expired (probabilistic early expiration).
 pub const CACHE_EARLY_REFRESH_TOTAL: &str = "cache_early_refresh_total";
+/// `hedge_attempts_total`: hedged copies sent (attempts after the first).
+pub const HEDGE_ATTEMPTS_TOTAL: &str = "hedge_attempts_total";
 
 /// The label every rebound series carries.
 pub const DEPENDENCY_LABEL: &str = "dependency";
@@ -95,6 +108,158 @@ pub(crate) fn labels(dependency: &Arc<str>, host: Option<&Arc<str>>) -> Vec<metr
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("rebound", metrics::Level::INFO, Some("rebound"));
 
+/// Whether a metric counts, or reads a level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution of observed values.
+    Histogram,
+}
+
+/// One metric rebound emits: its name, kind, unit and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricInfo {
+    /// The name, e.g. `retry_attempts_total`.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// The unit, when it has one.
+    pub unit: Option<metrics::Unit>,
+    /// The help text (`# HELP` on a Prometheus page).
+    pub help: &'static str,
+}
+
+const fn counter(name: &'static str, help: &'static str) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind: MetricKind::Counter,
+        unit: Some(metrics::Unit::Count),
+        help,
+    }
+}
+
+/// Every metric of the `rebound` crates, described. [`describe`] hands them
+/// to the installed recorder; policies do so when they are built.
+///
+/// ```
+/// use rebound::telemetry::{MetricKind, METRICS};
+/// let state = METRICS.iter().find(|m| m.name == "circuit_breaker_state").unwrap();
+/// assert_eq!(state.kind, MetricKind::Gauge);
+/// assert!(METRICS.iter().all(|m| !m.help.is_empty()));
+/// ```
+pub const METRICS: &[MetricInfo] = &[
+    counter(
+        RETRY_ATTEMPTS_TOTAL,
+        "Retries made: attempts after the first, by dependency.",
+    ),
+    counter(
+        RETRY_EXHAUSTED_TOTAL,
+        "Calls given up while still failing transiently, by dependency and reason (attempts, deadline, budget, throttled, breaker_open).",
+    ),
+    counter(
+        RETRY_BUDGET_EXHAUSTED_TOTAL,
+        "Retries refused by a retry budget, by dependency.",
+    ),
+    counter(
+        DEPENDENCY_TIMEOUT_TOTAL,
+        "Attempts and calls cut off by a timeout, by dependency.",
+    ),
+    counter(
+        CIRCUIT_BREAKER_OPEN_TOTAL,
+        "Times a circuit breaker opened, by dependency.",
+    ),
+    MetricInfo {
+        name: CIRCUIT_BREAKER_STATE,
+        kind: MetricKind::Gauge,
+        unit: None,
+        help: "Circuit breaker state, by dependency: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled.",
+    },
+    counter(
+        CIRCUIT_BREAKER_REJECTED_TOTAL,
+        "Calls a circuit breaker refused, by dependency.",
+    ),
+    counter(
+        BULKHEAD_REJECTED_TOTAL,
+        "Calls a full bulkhead refused, by dependency and reason (full, queue_full, max_wait).",
+    ),
+    counter(
+        THROTTLE_REJECTED_TOTAL,
+        "Requests an adaptive client-side throttle refused locally, by dependency.",
+    ),
+    counter(
+        HEDGE_ATTEMPTS_TOTAL,
+        "Hedged copies sent: attempts after the first, by dependency.",
+    ),
+    counter(
+        FALLBACK_USED_TOTAL,
+        "Times a fallback produced the result, by dependency and reason.",
+    ),
+    counter(
+        IDEMPOTENCY_KEY_REUSED_TOTAL,
+        "Requests whose Idempotency-Key was seen before (replayed, in progress, mismatched), by dependency and outcome.",
+    ),
+    counter(
+        "idempotency_requests_total",
+        "Requests through an idempotency layer, by dependency and outcome.",
+    ),
+    counter(
+        DEAD_LETTER_MESSAGES_TOTAL,
+        "Messages moved to a dead-letter queue, by queue and reason.",
+    ),
+    counter(
+        COALESCED_CALLS_TOTAL,
+        "Calls answered by another caller's call in flight (request coalescing), by dependency.",
+    ),
+    MetricInfo {
+        name: COALESCE_FOLLOWERS,
+        kind: MetricKind::Histogram,
+        unit: Some(metrics::Unit::Count),
+        help: "Followers one coalesced call served, by dependency.",
+    },
+    counter(
+        CACHE_EARLY_REFRESH_TOTAL,
+        "Cache entries refreshed before they expired (probabilistic early expiration), by dependency.",
+    ),
+];
+
+/// Describes every metric of [`METRICS`] to the installed recorder (unit
+/// and help text). Policies call it when they are built; call it yourself
+/// after installing a recorder if policies were built before.
+pub fn describe() {
+    for m in METRICS {
+        match (m.kind, m.unit) {
+            (MetricKind::Counter, Some(u)) => metrics::describe_counter!(m.name, u, m.help),
+            (MetricKind::Counter, None) => metrics::describe_counter!(m.name, m.help),
+            (MetricKind::Gauge, Some(u)) => metrics::describe_gauge!(m.name, u, m.help),
+            (MetricKind::Gauge, None) => metrics::describe_gauge!(m.name, m.help),
+            (MetricKind::Histogram, Some(u)) => metrics::describe_histogram!(m.name, u, m.help),
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+/// Registers `name{dependency=..., reason=...}` at zero (an existing series
+/// keeps its value), after describing every metric.
+pub(crate) fn register_counter(
+    name: &'static str,
+    dependency: &Arc<str>,
+    reason: Option<&'static str>,
+) {
+    CounterKey::hosted(name, dependency, None, reason).touch();
+}
+
+/// Registers every series a policy of `kind` emits, at zero.
+pub(crate) fn register_all(names: &[&'static str], dependency: &Arc<str>) {
+    describe();
+    for n in names {
+        register_counter(n, dependency, None);
+    }
+}
+
 /// A counter series whose labels are fixed when a policy is built, so
 /// counting allocates nothing. The recorder is looked up at every increment,
 /// so one installed after the policy was built is still honoured.
@@ -115,6 +280,11 @@ impl CounterKey {
             labels.push(metrics::Label::new("reason", r));
         }
         CounterKey(metrics::Key::from_parts(name, labels))
+    }
+
+    /// Registers the series without changing it (a new one reads 0).
+    pub(crate) fn touch(&self) {
+        metrics::with_recorder(|r| r.register_counter(&self.0, &METADATA).increment(0));
     }
 
     /// Adds one.
@@ -164,4 +334,29 @@ pub(crate) fn incr_hosted(
     reason: Option<&'static str>,
 ) {
     CounterKey::hosted(name, dependency, host, reason).incr();
+}
+
+/// A Prometheus exporter in one line (feature `prometheus`).
+///
+/// ```no_run
+/// # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+/// // Install before building policies, so their series start at 0.
+/// let metrics = rebound::telemetry::prometheus::install()?;
+/// // ... build policies, then serve `metrics.render()` at `/metrics`.
+/// let page: String = metrics.render();
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "prometheus")]
+pub mod prometheus {
+    pub use metrics_exporter_prometheus::{BuildError, PrometheusHandle};
+
+    /// Installs a Prometheus recorder as the global `metrics` recorder,
+    /// describes every rebound metric, and returns the handle whose
+    /// [`render`](PrometheusHandle::render) is the text page to serve.
+    /// Fails if a recorder is already installed.
+    pub fn install() -> Result<PrometheusHandle, BuildError> {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        super::describe();
+        Ok(handle)
+    }
 }

@@ -295,6 +295,58 @@ impl Backoff {
         }
     }
 
+    /// The longest delay the jitter can draw before retry `n` (0 for the
+    /// first retry): [`capped`](Self::capped) for no, full and equal
+    /// jitter, `capped × (1 + x)` within the cap for proportional jitter,
+    /// and `min(max_delay, base × 3^(n+1))` for decorrelated jitter (each
+    /// delay at most three times the one before). What a worst-case
+    /// latency adds up (`rebound check`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rebound::{Backoff, Jitter};
+    ///
+    /// let ms = Duration::from_millis;
+    /// let b = Backoff::exponential(ms(100)).with_max_delay(ms(1000));
+    /// assert_eq!(b.longest_delay(0), ms(100));
+    /// assert_eq!(b.longest_delay(9), ms(1000));
+    /// let b = b.with_jitter(Jitter::Proportional(0.2));
+    /// assert_eq!(b.longest_delay(1), ms(240));
+    /// assert_eq!(b.longest_delay(9), ms(1000));
+    /// let b = b.with_jitter(Jitter::Decorrelated);
+    /// assert_eq!(b.longest_delay(0), ms(300));
+    /// assert_eq!(b.longest_delay(1), ms(900));
+    /// ```
+    pub fn longest_delay(&self, n: u32) -> Duration {
+        let cap = self.cap_nanos;
+        let nanos = match self.jitter {
+            Jitter::None | Jitter::Full | Jitter::Equal => self.capped_nanos(n),
+            Jitter::Proportional(x) => {
+                let x = if x.is_finite() {
+                    x.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                let d = self.capped_nanos(n);
+                let hi = nanos_f64(Duration::from_nanos(d)) * (1.0 + x);
+                if hi < cap as f64 {
+                    hi as u64
+                } else {
+                    cap.max(d)
+                }
+            }
+            Jitter::Decorrelated => {
+                let base = self.base_nanos.min(cap);
+                let mut hi = base;
+                for _ in 0..=n.min(64) {
+                    hi = hi.saturating_mul(3).min(cap).max(base);
+                }
+                hi
+            }
+        };
+        Duration::from_nanos(nanos)
+    }
+
     /// The delay before the next retry, advancing `state`.
     ///
     /// `rng` is only drawn from when the jitter needs it.

@@ -172,6 +172,14 @@ impl RetryBudget {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// Lists the budget in [`crate::state`] under `dependency` (a retry or
+    /// hedge policy using it does so when it is built).
+    pub(crate) fn observe(&self, dependency: &Arc<str>) {
+        crate::state::register(dependency, &self.inner, |inner| {
+            crate::state::Component::Budget(RetryBudget { inner }.snapshot().into())
+        });
+    }
+
     /// What the budget holds right now.
     pub fn snapshot(&self) -> BudgetSnapshot {
         match &*self.inner {
@@ -276,8 +284,6 @@ impl RatioBudgetBuilder {
         let floor = self.min_per_second * self.window.as_secs_f64();
         Ok(RetryBudget {
             inner: Arc::new(Inner::Ratio(Ratio {
-                ratio: self.ratio,
-                floor,
                 ratio_fixed: fixed(self.ratio) as u64,
                 floor_fixed: fixed(floor).min(1 << 126),
                 requests: Series::new(&epochs),
@@ -301,8 +307,6 @@ fn fixed(x: f64) -> u128 {
 }
 
 struct Ratio {
-    ratio: f64,
-    floor: f64,
     /// `ratio × FIXED_ONE` (≤ 10^15).
     ratio_fixed: u64,
     /// `floor × FIXED_ONE`, kept below 2^126 so the sum cannot overflow.
@@ -322,10 +326,16 @@ impl Ratio {
         (self.requests.sum(epoch), self.retries.sum(epoch))
     }
 
+    /// `ratio × requests + floor` from the fixed-point values the check
+    /// uses, so `0.1 × 98 + 100` reads `109.8`, not `109.80000000000001`.
     fn allowed(&self, requests: u64) -> f64 {
-        self.ratio * requests as f64 + self.floor
+        let fixed = u128::from(self.ratio_fixed) * u128::from(requests) + self.floor_fixed;
+        // In billionths, rounded: exact in an f64 below 9 million retries,
+        // and what is dropped is the fixed point's own rounding.
+        let per_unit = u128::from(FIXED_ONE / 1_000_000_000);
+        let billionths = (fixed + per_unit / 2) / per_unit;
+        billionths as f64 / 1e9
     }
-
     #[inline]
     fn try_withdraw(&self) -> bool {
         let e = self.epochs.now();

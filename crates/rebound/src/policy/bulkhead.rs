@@ -402,7 +402,7 @@ impl BulkheadBuilder {
                 ));
             }
         }
-        Ok(Bulkhead {
+        let bulkhead = Bulkhead {
             inner: Arc::new(Inner {
                 max_concurrent: self.max_concurrent,
                 max_queue: self.max_queue,
@@ -424,6 +424,23 @@ impl BulkheadBuilder {
                 #[cfg(feature = "tokio")]
                 freed: tokio::sync::Notify::new(),
             }),
-        })
+        };
+        telemetry::describe();
+        bulkhead.inner.rejected[0].touch();
+        if bulkhead.inner.max_queue > 0 {
+            for key in &bulkhead.inner.rejected[1..] {
+                key.touch();
+            }
+        }
+        crate::state::register(&bulkhead.inner.dependency, &bulkhead.inner, |inner| {
+            let b = Bulkhead { inner };
+            crate::state::Component::Bulkhead(crate::state::BulkheadState {
+                in_use: b.in_use(),
+                available: b.available(),
+                queued: b.queued(),
+                max_concurrent: b.max_concurrent(),
+            })
+        });
+        Ok(bulkhead)
     }
 }

@@ -241,7 +241,8 @@ impl Fallback {
             self.host.as_ref(),
             Some(cause.as_str()),
         );
-        tracing::debug!(
+        // A degraded answer is an operator's business: visible at INFO.
+        tracing::info!(
             dependency = &*self.dependency,
             cause = cause.as_str(),
             "fallback used"

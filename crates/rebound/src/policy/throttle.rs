@@ -247,7 +247,7 @@ impl AdaptiveThrottleBuilder {
             ));
         }
         let epochs = Epochs::checked(COMPONENT, self.clock, self.window, self.buckets)?;
-        Ok(AdaptiveThrottle {
+        let throttle = AdaptiveThrottle {
             inner: Arc::new(Inner {
                 k: self.k,
                 requests: Series::new(&epochs),
@@ -261,7 +261,19 @@ impl AdaptiveThrottleBuilder {
                     None,
                 ),
             }),
-        })
+        };
+        crate::telemetry::describe();
+        throttle.inner.rejected.touch();
+        crate::state::register(&self.dependency, &throttle.inner, |inner| {
+            let t = AdaptiveThrottle { inner };
+            let (requests, accepts) = t.counts();
+            crate::state::Component::Throttle(crate::state::ThrottleState {
+                requests,
+                accepts,
+                rejection_probability: crate::state::round4(t.rejection_probability()),
+            })
+        });
+        Ok(throttle)
     }
 }
 

@@ -149,9 +149,40 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn from_config(cfg: builder::Config) -> Self {
-        CircuitBreaker {
+        let breaker = CircuitBreaker {
             inner: Arc::new(Inner::new(cfg)),
-        }
+        };
+        breaker.observe();
+        breaker
+    }
+
+    /// Describes the breaker's metrics, registers its series (the state
+    /// gauge reads closed) and lists it in [`crate::state`].
+    fn observe(&self) {
+        use crate::telemetry;
+        let dep = &self.inner.cfg.dependency;
+        telemetry::register_all(
+            &[
+                telemetry::CIRCUIT_BREAKER_OPEN_TOTAL,
+                telemetry::CIRCUIT_BREAKER_REJECTED_TOTAL,
+            ],
+            dep,
+        );
+        metrics::gauge!(
+            telemetry::CIRCUIT_BREAKER_STATE,
+            telemetry::DEPENDENCY_LABEL => metrics::SharedString::from(Arc::clone(dep))
+        )
+        .set(self.state().gauge_value());
+        crate::state::register(dep, &self.inner, |inner| {
+            let s = CircuitBreaker { inner }.snapshot();
+            crate::state::Component::Breaker(crate::state::BreakerState {
+                state: s.state.as_str(),
+                calls: s.calls,
+                failures: s.failures,
+                slow_calls: s.slow_calls,
+                open_for_ms: s.open_for.map(crate::state::millis),
+            })
+        });
     }
 
     /// Asks to make one call. `Ok` carries a [`Permit`]: make the call, then

@@ -150,6 +150,15 @@ impl HedgePolicyBuilder {
                 check::non_zero_duration(COMPONENT, "initial_delay", initial)?;
             }
         }
+        crate::telemetry::register_all(&[crate::telemetry::HEDGE_ATTEMPTS_TOTAL], &self.dependency);
+        if let Some(b) = &self.budget {
+            crate::telemetry::register_counter(
+                crate::telemetry::RETRY_BUDGET_EXHAUSTED_TOTAL,
+                &self.dependency,
+                None,
+            );
+            b.observe(&self.dependency);
+        }
         Ok(HedgePolicy {
             delay: self.delay,
             max_attempts: self.max_attempts,

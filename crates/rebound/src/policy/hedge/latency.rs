@@ -77,7 +77,7 @@ impl LatencyTracker {
             self.total.store(kept, Ordering::Relaxed);
             self.decaying.store(false, Ordering::Release);
         }
-        if n % RECOMPUTE_EVERY == 0 || n < RECOMPUTE_EVERY * 2 {
+        if n.is_multiple_of(RECOMPUTE_EVERY) || n < RECOMPUTE_EVERY * 2 {
             self.cached_nanos
                 .store(self.percentile(percentile), Ordering::Relaxed);
         }

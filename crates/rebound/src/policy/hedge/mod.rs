@@ -84,7 +84,7 @@ pub const MAX_HEDGE_ATTEMPTS: u32 = 10;
 
 /// `hedge_attempts_total`: hedged attempts started (attempts after the
 /// first).
-pub const HEDGE_ATTEMPTS_TOTAL: &str = "hedge_attempts_total";
+pub const HEDGE_ATTEMPTS_TOTAL: &str = crate::telemetry::HEDGE_ATTEMPTS_TOTAL;
 
 /// When to start the next hedge.
 ///

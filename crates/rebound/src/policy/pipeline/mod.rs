@@ -90,8 +90,7 @@
 //! [`idempotent`](PipelineBuilder::idempotent); every call through it (and
 //! every request, through its tower layer) may then be hedged — except a
 //! call run with [`forbid_retries`](ClassifiedPipeline::forbid_retries) (through
-//! the tower layer: a request its
-//! [`idempotent_if`](crate::tower::pipeline::PipelineLayer::idempotent_if)
+//! the tower layer, feature `tower`: a request its `idempotent_if`
 //! predicate refuses), which is sent once: no hedge copies and no retries,
 //! under the same timeouts, breaker, bulkhead and throttle.
 //!

@@ -233,7 +233,7 @@ impl RetryPolicyBuilder {
             }
         }
         self.backoff.validate()?;
-        Ok(RetryPolicy {
+        let policy = RetryPolicy {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             attempt_timeout: self.attempt_timeout,
@@ -247,6 +247,8 @@ impl RetryPolicyBuilder {
             host: self.host,
             clock: self.clock,
             random: self.random,
-        })
+        };
+        policy.observe();
+        Ok(policy)
     }
 }

@@ -67,6 +67,38 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Describes the metrics, registers at zero the series this policy can
+    /// emit (the give-up reasons its settings allow) and lists its budget in
+    /// [`crate::state`].
+    pub(crate) fn observe(&self) {
+        crate::telemetry::describe();
+        let m = &self.metrics;
+        m.retries.touch();
+        let mut reasons = vec![
+            Stop::AttemptsExhausted,
+            Stop::Throttled { retry_after: None },
+        ];
+        if self.attempt_timeout.is_some() || self.total_timeout.is_some() {
+            m.timeouts.touch();
+        }
+        if self.total_timeout.is_some() {
+            reasons.push(Stop::DeadlineExceeded {
+                requested_delay: None,
+            });
+        }
+        if let Some(b) = &self.budget {
+            m.budget_exhausted.touch();
+            reasons.push(Stop::BudgetExhausted);
+            b.observe(&self.dependency);
+        }
+        if self.breaker.is_some() {
+            reasons.push(Stop::BreakerOpen);
+        }
+        for r in reasons {
+            m.exhausted[r.index()].touch();
+        }
+    }
+
     /// A builder with the defaults listed on each setter.
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder::new()
@@ -136,7 +168,7 @@ impl RetryPolicy {
     /// Keeps the policy for the rest of the program and returns it borrowed
     /// forever: for a policy built once at start-up and shared by every
     /// call, so holders copy a pointer instead of counting a reference
-    /// (see [`SharedPolicy`](crate::tower::retry::SharedPolicy)). Its memory
+    /// (see `tower::retry::SharedPolicy`, feature `tower`). Its memory
     /// is never freed: do not leak policies made per request.
     ///
     /// ```
