@@ -195,9 +195,9 @@ fn strict_fails_on_warnings_and_json_files_are_read() {
     write(
         dir.path(),
         "policies.json",
-        r#"{"dependencies": {"ledger": {"retry": {
-            "max_attempts": 2, "attempt_timeout": "200ms", "total_timeout": "1s",
-            "breaker": {"consecutive_failures": 5}}}}}"#,
+        r#"{"dependencies": {"ledger": {
+            "retry": {"max_attempts": 2, "attempt_timeout": "200ms", "total_timeout": "1s"},
+            "breaker": {"consecutive_failures": 5}}}}"#,
     );
     let out = rebound(&["check", "policies.json", "-f", "json"], dir.path());
     assert_eq!(

@@ -72,11 +72,21 @@ fn simulated(dep: &DependencyConfig) -> Result<DependencyConfig, String> {
     .filter(|b| **b)
     .count()
         <= 1;
-    if lone
+    // With a `retry` table the dependency's breaker and throttle guard every
+    // attempt of the retry (the simulator builds them in, as the service
+    // does): a retry with only those beside it runs as written.
+    let guards_retry = dep.retry.is_some();
+    let retry_with_guards_only = guards_retry
         && dep.timeout.is_none()
-        && dep.breaker.is_none()
         && dep.bulkhead.is_none()
-        && dep.throttle.is_none()
+        && dep.hedge.is_none()
+        && dep.pipeline.is_none();
+    if retry_with_guards_only
+        || (lone
+            && dep.timeout.is_none()
+            && dep.breaker.is_none()
+            && dep.bulkhead.is_none()
+            && dep.throttle.is_none())
     {
         return Ok(dep.clone());
     }
@@ -84,17 +94,20 @@ fn simulated(dep: &DependencyConfig) -> Result<DependencyConfig, String> {
     if let Some(t) = dep.timeout {
         stages.push(StageConfig::Timeout { timeout: t });
     }
-    if let Some(b) = &dep.breaker {
+    if let (Some(b), false) = (&dep.breaker, guards_retry) {
         stages.push(StageConfig::CircuitBreaker(b.clone()));
     }
     if let Some(b) = &dep.bulkhead {
         stages.push(StageConfig::Bulkhead(b.clone()));
     }
-    if let Some(t) = &dep.throttle {
+    if let (Some(t), false) = (&dep.throttle, guards_retry) {
         stages.push(StageConfig::Throttle(t.clone()));
     }
     if let Some(r) = &dep.retry {
-        stages.push(StageConfig::Retry(Box::new(r.clone())));
+        let mut r = r.clone();
+        r.breaker = dep.breaker.clone();
+        r.throttle = dep.throttle.clone();
+        stages.push(StageConfig::Retry(Box::new(r)));
     }
     if let Some(h) = &dep.hedge {
         // Load only: the promise is checked apart.

@@ -56,12 +56,15 @@ impl CallPath {
             assumptions
                 .push("the standalone `timeout` is checked as wrapped around every call".into());
         }
+        // With a `retry` table, the dependency's breaker and throttle guard
+        // every attempt of the retry policy (`retry_policy` builds them in);
+        // without one, every call passes them once.
+        let guards_retry = dep.retry.is_some();
         if dep.breaker.is_some() {
             dep.circuit_breaker(name).map_err(|e| e.within("breaker"))?;
-            steps.push(place(Step::Breaker, "breaker"));
-            assumptions.push(
-                "the standalone `breaker` is checked as passed by every call (`retry.breaker` is the one the retry consults itself)".into(),
-            );
+            if !guards_retry {
+                steps.push(place(Step::Breaker, "breaker"));
+            }
         }
         if dep.bulkhead.is_some() {
             dep.bulkhead(name).map_err(|e| e.within("bulkhead"))?;
@@ -69,7 +72,9 @@ impl CallPath {
         }
         if dep.throttle.is_some() {
             dep.throttle(name).map_err(|e| e.within("throttle"))?;
-            steps.push(place(Step::Throttle, "throttle"));
+            if !guards_retry {
+                steps.push(place(Step::Throttle, "throttle"));
+            }
         }
         if let Some(retry) = dep.retry_policy(name).map_err(|e| e.within("retry"))? {
             steps.push(place(Step::Retry(retry), "retry"));
