@@ -76,6 +76,13 @@ const BACKEND: &str = "nats";
 const DUE_HEADER: &str = "rebound-due";
 /// How long a server answer may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a fetch may wait on the server. A fetch is `no_wait` (it
+/// answers at once when nothing is due), but a server can hold one open
+/// anyway: after `max_deliver` stops a message it still counts as
+/// pending, and the fetch would wait for it forever — and with it the
+/// worker's loop, rescues (which drain the max-deliveries advisories)
+/// included.
+const FETCH_EXPIRES: Duration = Duration::from_secs(1);
 
 /// A delivery in flight: where to ack it, and whether the bucket holds a
 /// record for it.
@@ -542,6 +549,7 @@ impl NatsQueue {
             .advisories
             .fetch()
             .max_messages(max.max(1))
+            .expires(FETCH_EXPIRES)
             .messages()
             .await
             .map_err(unavailable)?;
@@ -649,6 +657,7 @@ impl Queue for NatsQueue {
             .consumer
             .fetch()
             .max_messages(req.max.max(1))
+            .expires(FETCH_EXPIRES)
             .messages()
             .await
             .map_err(unavailable)?;
