@@ -121,7 +121,9 @@ async fn a_late_ack_redelivers_but_the_effect_happens_once(env: Env, once: Once)
     assert_eq!(first, Some(false), "runner A ran the effect itself");
     assert_eq!(charges.load(Ordering::SeqCst), 1);
 
-    let seen: Arc<Mutex<Vec<(JobId, u32, bool, String)>>> = Arc::default();
+    // (job, attempt, whether the effect was replayed, its value)
+    type Seen = Vec<(JobId, u32, bool, String)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let (c, o, s) = (charges.clone(), once.clone(), seen.clone());
     let worker_b = builder(&env)
         .worker_id("runner-b")
