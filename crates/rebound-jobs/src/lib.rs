@@ -57,6 +57,7 @@
 //! | [`dlq`] | list and filter, show, redrive (rate-limited, fresh budget), purge, depth — also as `rebound dlq` |
 //! | [`metrics`] | `dead_letter_messages_total{queue,reason}`, `retry_attempts_total`, processed, failed, dead-letter depth |
 //! | `conformance` | the queue conformance suite, for adapters (feature `conformance`) |
+//! | `JobContext::once` | a side effect run once per job however often it is delivered, on rebound-idempotency's stores (feature `idempotency`) |
 //!
 //! ## Guarantees
 //!
@@ -64,7 +65,13 @@
 //!   the ack was stored. A worker that dies, is killed or loses its database
 //!   loses nothing: its lease runs out and the job is delivered again. Give
 //!   side effects the job's [idempotency key](JobContext::idempotency_key)
-//!   so a second delivery has no second effect.
+//!   so a second delivery has no second effect — or run them through
+//!   `JobContext::once` (below).
+//! * **Exactly-once effects** (feature `idempotency`). `ctx.once(&once,
+//!   "step", effect)` runs `effect` through rebound-idempotency's `Once`,
+//!   keyed by the job and the step: a job delivered twice (its worker
+//!   killed after the effect, a late or lost ack, a redrive) has its effect
+//!   once, and the later delivery gets the stored value back.
 //! * **Deliveries are counted at claim**, atomically with the claim, so a
 //!   job that kills its worker still counts. Deliveries that never reported
 //!   an outcome are what makes a job **poison**: after three (by default) it
@@ -116,7 +123,13 @@ pub use queue::postgres::PostgresQueue;
 #[cfg(feature = "redis")]
 pub use queue::redis::RedisStreamQueue;
 pub use queue::{ClaimRequest, Queue, QueueError};
+/// rebound-idempotency, whose [`Once`](rebound_idempotency::once::Once)
+/// [`JobContext::once`] runs effects through (feature `idempotency`).
+#[cfg(feature = "idempotency")]
+pub use rebound_idempotency;
 pub use time::Timestamp;
+#[cfg(feature = "idempotency")]
+pub use worker::ONCE_SCOPE;
 pub use worker::{
     JobContext, JobError, JobErrors, ShutdownReport, Worker, WorkerBuilder, WorkerHandle,
 };

@@ -349,42 +349,43 @@ impl AmqpQueue {
     /// Starts the consumer on `conn` once: only a queue that claims takes
     /// deliveries (a producer's connection never holds any).
     async fn consume(&self, conn: &Conn) -> Result<(), QueueError> {
-        conn.consuming
-            .get_or_try_init(|| async {
-                let i = &self.inner;
-                let consume = conn
-                    .connection
-                    .create_channel()
-                    .await
-                    .map_err(unavailable)?;
-                consume
-                    .basic_qos(i.prefetch, BasicQosOptions::default())
-                    .await
-                    .map_err(unavailable)?;
-                let mut consumer = consume
-                    .basic_consume(
-                        i.queue.as_str().into(),
-                        "".into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                let (tx, wake) = (i.deliveries_tx.clone(), i.wake.clone());
-                i.runtime.spawn(async move {
-                    // Ends when the channel closes; the next claim
-                    // reconnects.
-                    let _keep = consume;
-                    while let Some(Ok(d)) = consumer.next().await {
-                        if tx.send(d).is_err() {
-                            return;
-                        }
-                        wake.notify_waiters();
+        let start = conn.consuming.get_or_try_init(|| async {
+            let i = &self.inner;
+            let consume = conn
+                .connection
+                .create_channel()
+                .await
+                .map_err(unavailable)?;
+            consume
+                .basic_qos(i.prefetch, BasicQosOptions::default())
+                .await
+                .map_err(unavailable)?;
+            let mut consumer = consume
+                .basic_consume(
+                    i.queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            let (tx, wake) = (i.deliveries_tx.clone(), i.wake.clone());
+            i.runtime.spawn(async move {
+                // Ends when the channel closes; the next claim
+                // reconnects.
+                let _keep = consume;
+                while let Some(Ok(d)) = consumer.next().await {
+                    if tx.send(d).is_err() {
+                        return;
                     }
-                });
-                Ok(())
-            })
+                    wake.notify_waiters();
+                }
+            });
+            Ok(())
+        });
+        tokio::time::timeout(OP_TIMEOUT, start)
             .await
+            .map_err(|_| unavailable("starting the consumer took longer than 5 s"))?
             .map(|_| ())
     }
 
@@ -639,10 +640,12 @@ impl Queue for AmqpQueue {
                 return Err(e);
             }
         }
-        match held.handle.ack(BasicAckOptions::default()).await {
-            Ok(_) => Ok(()),
+        // Bounded: an ack on the channel of a connection that was cut can
+        // stay unanswered; the message is back in the queue either way.
+        match tokio::time::timeout(OP_TIMEOUT, held.handle.ack(BasicAckOptions::default())).await {
+            Ok(Ok(_)) => Ok(()),
             // The channel closed: the message is back in the queue.
-            Err(_) => Err(broker::lost(lease)),
+            Ok(Err(_)) | Err(_) => Err(broker::lost(lease)),
         }
     }
 
@@ -652,13 +655,12 @@ impl Queue for AmqpQueue {
         let expired = self.inner.in_flight.expired(now, max);
         let n = expired.len();
         for h in expired {
-            let _ = h
-                .handle
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await;
+            // Bounded, as in settle: the channel may be a cut connection's.
+            let nack = h.handle.nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            });
+            let _ = tokio::time::timeout(OP_TIMEOUT, nack).await;
         }
         Ok(n)
     }

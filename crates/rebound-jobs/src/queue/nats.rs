@@ -76,6 +76,15 @@ const BACKEND: &str = "nats";
 const DUE_HEADER: &str = "rebound-due";
 /// How long a server answer may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a fetch may go without a message before it is given up. A
+/// fetch is `no_wait` (the server answers at once with what is due), but
+/// a server can hold one open anyway: after `max_deliver` stops a message
+/// it can still count as pending, and the fetch would wait for it forever
+/// — and with it the worker's loop, rescues (which drain the
+/// max-deliveries advisories) included. (A server-side `expires` would
+/// hold every fetch that finds fewer messages than it asked for until it
+/// runs out.)
+const FETCH_STALL: Duration = Duration::from_secs(1);
 
 /// A delivery in flight: where to ack it, and whether the bucket holds a
 /// record for it.
@@ -546,7 +555,7 @@ impl NatsQueue {
             .await
             .map_err(unavailable)?;
         let mut done = 0;
-        while let Some(msg) = batch.next().await {
+        while let Ok(Some(msg)) = tokio::time::timeout(FETCH_STALL, batch.next()).await {
             let msg = msg.map_err(unavailable)?;
             let Ok(adv) = serde_json::from_slice::<Advisory>(&msg.payload) else {
                 tracing::warn!(stream = %self.inner.stream, "ignoring an unreadable max-deliveries advisory");
@@ -653,7 +662,7 @@ impl Queue for NatsQueue {
             .await
             .map_err(unavailable)?;
         let mut jobs = Vec::new();
-        while let Some(msg) = batch.next().await {
+        while let Ok(Some(msg)) = tokio::time::timeout(FETCH_STALL, batch.next()).await {
             let msg = msg.map_err(unavailable)?;
             let (sequence, delivered, published) = {
                 let info = msg.info().map_err(backend_err)?;

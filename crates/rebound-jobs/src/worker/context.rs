@@ -32,6 +32,9 @@ pub struct JobContext {
     pub(crate) previous_error: Option<Arc<str>>,
     pub(crate) idempotency_key: Arc<str>,
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The payload as enqueued: the fingerprint of [`JobContext::once`].
+    #[cfg(feature = "idempotency")]
+    pub(crate) payload: Arc<[u8]>,
 }
 
 impl JobContext {

@@ -30,6 +30,8 @@
 
 mod context;
 mod handler;
+#[cfg(feature = "idempotency")]
+mod once;
 mod run;
 mod timer;
 
@@ -45,6 +47,8 @@ use tokio::task::JoinSet;
 
 pub use context::{JobContext, JobError, JobErrors};
 pub use handler::MAX_ERROR_TEXT;
+#[cfg(feature = "idempotency")]
+pub use once::ONCE_SCOPE;
 
 use crate::job::validate_queue_name;
 use crate::metrics::JobMetrics;

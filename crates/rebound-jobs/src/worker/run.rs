@@ -66,6 +66,8 @@ pub(crate) async fn run_job(
         previous_error: job.last_error.as_deref().map(Arc::from),
         idempotency_key: Arc::from(format!("rebound-jobs:{}:{}", w.queue_name, id)),
         shutdown: stop,
+        #[cfg(feature = "idempotency")]
+        payload: Arc::from(job.payload.as_slice()),
     };
     let mut handle = tokio::spawn(w.handler.call(ctx, job.payload).instrument(span.clone()));
     // If this driver is dropped (the worker aborted), the run stops too.
