@@ -297,8 +297,10 @@ impl CounterKey {
 /// A histogram series whose labels are fixed when a policy is built, so
 /// recording allocates nothing.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) struct HistogramKey(metrics::Key);
 
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 impl HistogramKey {
     /// `name{dependency=...}`.
     pub(crate) fn new(name: &'static str, dependency: &Arc<str>) -> Self {
