@@ -100,9 +100,9 @@
 //!    [`dependency`](RetryMiddlewareBuilder::dependency), else the host) and
 //!    `host` (the authority), and a `tracing` span per attempt.
 //! 10. **From a policy file** (feature `config`):
-//!     [`RetryMiddlewareBuilder::from_policies`] takes a dependency's retry
+//!     `RetryMiddlewareBuilder::from_policies` takes a dependency's retry
 //!     policy, budget, breaker and throttle from a
-//!     [`Policies`](rebound::config::Policies) file, each from its one place.
+//!     `rebound::config::Policies` file, each from its one place.
 //!
 //! ## Errors and reports
 //!

@@ -15,7 +15,7 @@ impl DependencyConfig {
     /// policies (its stages say how they combine), and a `retry` beside a
     /// `hedge` (their order is open: write them as `pipeline` stages).
     ///
-    /// With the feature `tower`, [`layer`](Self::layer) turns it into a
+    /// With the feature `tower`, `layer` turns it into a
     /// tower layer.
     ///
     /// ```

@@ -90,7 +90,7 @@ pub enum Lookup<V> {
 /// without calling the dependency, and may be refreshed early. Use it
 /// through [`Fallback::read_through`](crate::fallback::Fallback::read_through)
 /// (closures: misses are coalesced, so one caller loads) or the
-/// [`StaleCacheLayer`](crate::tower::fallback::StaleCacheLayer) (tower).
+/// `tower::fallback::StaleCacheLayer` (feature `tower`).
 ///
 /// ```
 /// use std::time::Duration;
