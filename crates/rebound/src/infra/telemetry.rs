@@ -211,6 +211,10 @@ pub const METRICS: &[MetricInfo] = &[
         "Messages moved to a dead-letter queue, by queue and reason.",
     ),
     counter(
+        "retry_not_allowed_total",
+        "Transient failures not retried because of the request (rebound-http: missing_idempotency_key, method, streaming_body), by dependency, host and reason.",
+    ),
+    counter(
         COALESCED_CALLS_TOTAL,
         "Calls answered by another caller's call in flight (request coalescing), by dependency.",
     ),
