@@ -96,6 +96,24 @@ impl DeadLetterFilter {
         self
     }
 
+    /// One page of dead records for queues that list them in memory (the
+    /// broker adapters): one record per job id (the last one seen), in id
+    /// order, after the id `after`, matching, at most `limit`.
+    pub(crate) fn page(
+        &self,
+        records: impl IntoIterator<Item = JobRecord>,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Vec<JobRecord> {
+        let by_id: std::collections::BTreeMap<JobId, JobRecord> =
+            records.into_iter().map(|r| (r.id, r)).collect();
+        by_id
+            .into_values()
+            .filter(|r| after.is_none_or(|a| r.id > a) && self.matches(r))
+            .take(limit)
+            .collect()
+    }
+
     /// Whether a dead record matches (queues that filter in memory use this;
     /// PostgreSQL runs the same test in SQL).
     pub fn matches(&self, rec: &JobRecord) -> bool {

@@ -46,7 +46,7 @@
 //! * **Messages from other producers** are jobs too: their job id is their
 //!   `message_id` if it is a number, else a hash of it (or of the body).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -727,12 +727,7 @@ impl Queue for AmqpQueue {
     ) -> Result<Vec<JobRecord>, QueueError> {
         let (ch, all) = self.browse().await?;
         let _ = ch.close(200, "done".into()).await;
-        let by_id: BTreeMap<JobId, JobRecord> = all.into_iter().map(|(_, r)| (r.id, r)).collect();
-        Ok(by_id
-            .into_values()
-            .filter(|r| after.is_none_or(|a| r.id > a) && filter.matches(r))
-            .take(limit)
-            .collect())
+        Ok(filter.page(all.into_iter().map(|(_, r)| r), after, limit))
     }
 
     async fn redrive(&self, ids: &[JobId], now: Timestamp) -> Result<usize, QueueError> {

@@ -52,7 +52,6 @@
 //!   in this process. [`Queue::counts`] reports messages waiting for their
 //!   `Nak` delay as running (the server counts both as pending acks).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -851,17 +850,8 @@ impl Queue for NatsQueue {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, QueueError> {
-        let by_id: BTreeMap<JobId, JobRecord> = self
-            .dead_entries()
-            .await?
-            .into_iter()
-            .map(|(_, r)| (r.id, r))
-            .collect();
-        Ok(by_id
-            .into_values()
-            .filter(|r| after.is_none_or(|a| r.id > a) && filter.matches(r))
-            .take(limit)
-            .collect())
+        let dead = self.dead_entries().await?;
+        Ok(filter.page(dead.into_iter().map(|(_, r)| r), after, limit))
     }
 
     async fn redrive(&self, ids: &[JobId], now: Timestamp) -> Result<usize, QueueError> {

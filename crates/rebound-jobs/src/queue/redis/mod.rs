@@ -47,7 +47,6 @@
 
 mod scripts;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -631,17 +630,8 @@ impl Queue for RedisStreamQueue {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, QueueError> {
-        let by_id: BTreeMap<JobId, JobRecord> = self
-            .dead_entries()
-            .await?
-            .into_iter()
-            .map(|(_, r)| (r.id, r))
-            .collect();
-        Ok(by_id
-            .into_values()
-            .filter(|r| after.is_none_or(|a| r.id > a) && filter.matches(r))
-            .take(limit)
-            .collect())
+        let dead = self.dead_entries().await?;
+        Ok(filter.page(dead.into_iter().map(|(_, r)| r), after, limit))
     }
 
     async fn redrive(&self, ids: &[JobId], now: Timestamp) -> Result<usize, QueueError> {
