@@ -43,6 +43,16 @@ fn rebound() -> RetryMiddleware {
         .unwrap()
 }
 
+/// Like for like with reqwest-retry: retries with backoff, nothing else
+/// (no budget, no attempt header).
+fn rebound_like_for_like() -> RetryMiddleware {
+    RetryMiddleware::builder()
+        .policy(RetryPolicy::builder().max_attempts(3))
+        .no_attempt_header()
+        .build()
+        .unwrap()
+}
+
 fn reqwest_retry() -> RetryTransientMiddleware<ExponentialBackoff> {
     RetryTransientMiddleware::new_with_policy(
         ExponentialBackoff::builder().build_with_max_retries(2),
@@ -64,6 +74,10 @@ fn clients(terminal: bool) -> Vec<(&'static str, ClientWithMiddleware)> {
         (
             "rebound-http",
             chain(ClientBuilder::new(http.clone()).with(rebound())).build(),
+        ),
+        (
+            "rebound-http like for like",
+            chain(ClientBuilder::new(http.clone()).with(rebound_like_for_like())).build(),
         ),
     ]
 }

@@ -2,7 +2,6 @@
 //! loop.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::HeaderValue;
@@ -10,8 +9,9 @@ use http::Extensions;
 use rebound::retry::{Attempt, AttemptIo, RetryEvent};
 use rebound::{Decision, Failure, Outcome};
 use reqwest::{Request, Response};
-use reqwest_middleware::Next;
 use tracing::instrument::{Instrument, Instrumented};
+
+use reqwest_middleware::Next;
 
 use super::{Inner, RetryNotice};
 use crate::hosts::Host;
@@ -21,24 +21,24 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 
 /// The middleware's side of the core's attempt loop: one request, the
 /// rest of the chain, and what each attempt needs.
-pub(super) struct HttpAttempts<'a> {
-    pub(super) inner: &'a Inner,
-    pub(super) host: Arc<Host>,
+pub(super) struct HttpAttempts<'c> {
+    pub(super) inner: &'c Inner,
+    pub(super) host: &'c Host,
     /// The request as it came in: copied for each attempt but the last,
     /// which sends it.
-    pub(super) original: Option<Request>,
-    pub(super) next: Next<'a>,
+    pub(super) original: &'c mut Option<Request>,
+    pub(super) next: Next<'c>,
     /// The request's extensions, lent to each attempt in turn.
-    pub(super) extensions: &'a Lent,
+    pub(super) extensions: &'c Lent,
     /// When the attempt in flight started, on the policy's clock: a
     /// timeout of the client's own is reported as the time since then.
     pub(super) attempt_started: Instant,
 }
 
-impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
-    type Attempt = HttpAttempt<'a>;
+impl<'c> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'c> {
+    type Attempt = HttpAttempt<'c>;
 
-    fn start(&mut self, attempt: &Attempt) -> HttpAttempt<'a> {
+    fn start(&mut self, attempt: &Attempt) -> HttpAttempt<'c> {
         let number = attempt.number();
         // The last possible attempt sends the original; earlier ones a
         // copy (cheap: the body is shared `Bytes`).
@@ -47,18 +47,30 @@ impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
         } else {
             self.original.as_ref().and_then(Request::try_clone)
         };
-        let span = tracing::info_span!(
-            "rebound_http.attempt",
-            dependency = self.host.dependency(),
-            host = self.host.authority(),
-            http.method = request
-                .as_ref()
-                .map(|r| tracing::field::display(r.method())),
-            attempt = number,
-            http.status = tracing::field::Empty,
-        );
-        self.attempt_started = self.host.policy().clock().now();
-        let sent: BoxFuture<'a, reqwest_middleware::Result<Response>> = match request {
+        // A span per attempt when anyone listens; none otherwise (not even
+        // a disabled one), so an unobserved attempt pays no span
+        // bookkeeping.
+        let span = if tracing::span_enabled!(tracing::Level::INFO) {
+            Some(tracing::info_span!(
+                "rebound_http.attempt",
+                dependency = self.host.dependency(),
+                host = self.host.authority(),
+                http.method = request
+                    .as_ref()
+                    .map(|r| tracing::field::display(r.method())),
+                attempt = number,
+                http.status = tracing::field::Empty,
+            ))
+            .filter(|s| !s.is_disabled())
+        } else {
+            None
+        };
+        // The first attempt starts with the call (the driver has just read
+        // the clock); later ones after a wait.
+        if number > 1 {
+            self.attempt_started = self.host.policy().clock().now();
+        }
+        let sent: BoxFuture<'c, reqwest_middleware::Result<Response>> = match request {
             Some(mut request) => {
                 if let Some(name) = &self.inner.attempt_header {
                     request
@@ -78,13 +90,11 @@ impl<'a> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'a> {
                 reqwest_middleware::Error::middleware(Unreplayable),
             ))),
         };
-        // A span per attempt when anyone listens; none otherwise, so an
-        // unobserved attempt pays no span bookkeeping on each poll.
-        if span.is_disabled() {
-            return HttpAttempt::Plain { sent };
-        }
-        HttpAttempt::Traced {
-            sent: sent.instrument(span),
+        match span {
+            None => HttpAttempt::Plain { sent },
+            Some(span) => HttpAttempt::Traced {
+                sent: sent.instrument(span),
+            },
         }
     }
 

@@ -139,16 +139,46 @@ pub struct RetryNotice<'a> {
     pub timed_out: bool,
 }
 
-#[async_trait::async_trait]
+/// The future [`RetryMiddleware`] answers with.
+type Handled<'f> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'f>,
+>;
+
+// Written out rather than with `#[async_trait]`: the lookup of the host and
+// the method rules run before the future is made, so it holds the request
+// once (an `async fn` would keep its arguments beside the state they move
+// into) and costs less to move into its box.
 impl Middleware for RetryMiddleware {
-    async fn handle(
-        &self,
+    fn handle<'s, 'e, 'n, 'f>(
+        &'s self,
         req: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        self.inner.execute(req, extensions, next).await
+        extensions: &'e mut Extensions,
+        next: Next<'n>,
+    ) -> Handled<'f>
+    where
+        's: 'f,
+        'e: 'f,
+        'n: 'f,
+        Self: 'f,
+    {
+        match self.inner.call(req, next) {
+            Ok(call) => Box::pin(call.run(extensions)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
+}
+
+/// One request through the middleware, up to its first attempt: its host,
+/// the request as it came in, and whether it may be retried.
+struct Call<'a> {
+    inner: &'a Inner,
+    host: Arc<Host>,
+    /// The request as it came in, lent to the attempts (see
+    /// [`HttpAttempts::original`]).
+    original: Option<Request>,
+    next: Next<'a>,
+    not_retried: Option<NotRetried>,
+    started: Instant,
 }
 
 impl Inner {
@@ -181,29 +211,48 @@ impl Inner {
         why
     }
 
-    async fn execute<'a>(
+    /// Finds the request's host and applies the method rules.
+    fn call<'a>(
         &'a self,
         mut req: Request,
-        ext: &'a mut Extensions,
         next: Next<'a>,
-    ) -> reqwest_middleware::Result<Response> {
+    ) -> reqwest_middleware::Result<Call<'a>> {
         let started = self.hosts.clock().now();
         let host = self
             .hosts
             .get(req.url(), started)
             .map_err(reqwest_middleware::Error::middleware)?;
         let not_retried = self.prepare(&mut req);
+        Ok(Call {
+            inner: self,
+            host,
+            original: Some(req),
+            next,
+            not_retried,
+            started,
+        })
+    }
+}
+
+impl<'a> Call<'a> {
+    /// Runs the attempts through the core's attempt loop and answers as the
+    /// middleware's settings say.
+    async fn run(mut self, ext: &'a mut Extensions) -> reqwest_middleware::Result<Response> {
+        let host = &*self.host;
+        let started = self.started;
+        let not_retried = self.not_retried.take();
         let policy = host.policy();
         let mut state = policy.start();
         if not_retried.is_some() {
             state.forbid_retries();
         }
+        let inner = self.inner;
         let extensions = Lent::new(std::mem::take(ext));
         let mut io = HttpAttempts {
-            inner: self,
-            host: Arc::clone(&host),
-            original: Some(req),
-            next,
+            inner,
+            host,
+            original: &mut self.original,
+            next: self.next.clone(),
             extensions: &extensions,
             attempt_started: started,
         };
@@ -215,7 +264,7 @@ impl Inner {
             let clean = report.stop() == Stop::Succeeded
                 && report.attempts() == 1
                 && response.status().is_success();
-            if clean && !self.report_every_response {
+            if clean && !inner.report_every_response {
                 // The common case: answered on the first attempt. No report
                 // (an entry in the response's extensions is an allocation).
                 let Some(Ok(response)) = report.into_last() else {
@@ -224,9 +273,9 @@ impl Inner {
                 return Ok(response);
             }
         }
-        let mut retry_report = self.report(&host, &report, started, not_retried);
+        let mut retry_report = inner.report(host, &report, started, not_retried);
         match report.into_last() {
-            Some(Ok(response)) if self.error_on_give_up && retry_report.gave_up() => {
+            Some(Ok(response)) if inner.error_on_give_up && retry_report.gave_up() => {
                 Err(reqwest_middleware::Error::middleware(Error {
                     status: Some(response.status()),
                     report: retry_report,
@@ -254,7 +303,9 @@ impl Inner {
             })),
         }
     }
+}
 
+impl Inner {
     fn report<T, E>(
         &self,
         host: &Host,
