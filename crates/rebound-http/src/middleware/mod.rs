@@ -257,7 +257,6 @@ impl<'a> Call<'a> {
             attempt_started: started,
         };
         let report = policy.drive(state, &mut io).await;
-        drop(io);
         // Give the request's extensions back, as the last attempt left them.
         *ext = extensions.into_inner();
         if let Some(Ok(response)) = report.last() {
