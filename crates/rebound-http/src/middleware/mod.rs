@@ -237,69 +237,81 @@ impl Inner {
 impl<'a> Call<'a> {
     /// Runs the attempts through the core's attempt loop and answers as the
     /// middleware's settings say.
-    async fn run(mut self, ext: &'a mut Extensions) -> reqwest_middleware::Result<Response> {
-        let host = &*self.host;
-        let started = self.started;
-        let not_retried = self.not_retried.take();
-        let policy = host.policy();
-        let mut state = policy.start();
-        if not_retried.is_some() {
-            state.forbid_retries();
-        }
-        let inner = self.inner;
-        let extensions = Lent::new(std::mem::take(ext));
-        let mut io = HttpAttempts {
-            inner,
-            host,
-            original: &mut self.original,
-            next: self.next.clone(),
-            extensions: &extensions,
-            attempt_started: started,
-        };
-        let report = policy.drive(state, &mut io).await;
-        // Give the request's extensions back, as the last attempt left them.
-        *ext = extensions.into_inner();
-        if let Some(Ok(response)) = report.last() {
-            let clean = report.stop() == Stop::Succeeded
-                && report.attempts() == 1
-                && response.status().is_success();
-            if clean && !inner.report_every_response {
-                // The common case: answered on the first attempt. No report
-                // (an entry in the response's extensions is an allocation).
-                let Some(Ok(response)) = report.into_last() else {
-                    unreachable!("matched above")
-                };
-                return Ok(response);
-            }
-        }
-        let mut retry_report = inner.report(host, &report, started, not_retried);
-        match report.into_last() {
-            Some(Ok(response)) if inner.error_on_give_up && retry_report.gave_up() => {
-                Err(reqwest_middleware::Error::middleware(Error {
-                    status: Some(response.status()),
-                    report: retry_report,
-                    last: None,
-                }))
-            }
-            Some(Ok(mut response)) => {
-                let status = response.status();
-                if retry_report.stop == Stop::Succeeded
-                    && (status.is_client_error() || status.is_server_error())
-                {
-                    // The core counts any accepted response as a healthy
-                    // dependency (budget, breaker); the caller is told the
-                    // request failed for good.
-                    retry_report.stop = Stop::Permanent;
+    ///
+    /// Not an `async fn`: that would keep the call twice in the future, as
+    /// the argument and as the local it is moved into.
+    fn run(
+        mut self,
+        ext: &'a mut Extensions,
+    ) -> impl std::future::Future<Output = reqwest_middleware::Result<Response>> + 'a {
+        async move {
+            let extensions = Lent::new(std::mem::take(ext));
+            // Only what the attempts need lives across the wait (see
+            // `RetryPolicy::drive`): the future stays small.
+            let report = {
+                let policy = self.host.policy();
+                let mut state = policy.start();
+                if self.not_retried.is_some() {
+                    state.forbid_retries();
                 }
-                response.extensions_mut().insert(retry_report);
-                Ok(response)
+                policy.drive(
+                    state,
+                    &mut HttpAttempts {
+                        inner: self.inner,
+                        host: &self.host,
+                        original: &mut self.original,
+                        next: self.next.clone(),
+                        extensions: &extensions,
+                        attempt_started: self.started,
+                    },
+                )
             }
-            Some(Err(Failure::Error(e))) if retry_report.stop == Stop::Permanent => Err(e),
-            last => Err(reqwest_middleware::Error::middleware(Error {
-                report: retry_report,
-                last: last.and_then(Result::err),
-                status: None,
-            })),
+            .await;
+            // Give the request's extensions back, as the last attempt left them.
+            *ext = extensions.into_inner();
+            let (inner, host, started) = (self.inner, &*self.host, self.started);
+            if let Some(Ok(response)) = report.last() {
+                let clean = report.stop() == Stop::Succeeded
+                    && report.attempts() == 1
+                    && response.status().is_success();
+                if clean && !inner.report_every_response {
+                    // The common case: answered on the first attempt. No report
+                    // (an entry in the response's extensions is an allocation).
+                    let Some(Ok(response)) = report.into_last() else {
+                        unreachable!("matched above")
+                    };
+                    return Ok(response);
+                }
+            }
+            let mut retry_report = inner.report(host, &report, started, self.not_retried.take());
+            match report.into_last() {
+                Some(Ok(response)) if inner.error_on_give_up && retry_report.gave_up() => {
+                    Err(reqwest_middleware::Error::middleware(Error {
+                        status: Some(response.status()),
+                        report: retry_report,
+                        last: None,
+                    }))
+                }
+                Some(Ok(mut response)) => {
+                    let status = response.status();
+                    if retry_report.stop == Stop::Succeeded
+                        && (status.is_client_error() || status.is_server_error())
+                    {
+                        // The core counts any accepted response as a healthy
+                        // dependency (budget, breaker); the caller is told the
+                        // request failed for good.
+                        retry_report.stop = Stop::Permanent;
+                    }
+                    response.extensions_mut().insert(retry_report);
+                    Ok(response)
+                }
+                Some(Err(Failure::Error(e))) if retry_report.stop == Stop::Permanent => Err(e),
+                last => Err(reqwest_middleware::Error::middleware(Error {
+                    report: retry_report,
+                    last: last.and_then(Result::err),
+                    status: None,
+                })),
+            }
         }
     }
 }

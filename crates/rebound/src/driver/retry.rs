@@ -136,39 +136,58 @@ impl RetryPolicy {
     /// assert_eq!((report.stop(), report.attempts()), (Stop::Succeeded, 3));
     /// # }
     /// ```
-    pub async fn drive<T, E, A>(&self, mut state: RetryState, io: &mut A) -> Report<T, E>
+    // Not an `async fn`: that would keep `state` twice in the future, as
+    // the argument and as the local it is moved into.
+    pub fn drive<'s, T, E, A>(
+        &'s self,
+        mut state: RetryState,
+        io: &'s mut A,
+    ) -> impl Future<Output = Report<T, E>> + 's
     where
         A: AttemptIo<T, E>,
+        T: 's,
+        E: 's,
     {
-        let mut last: Option<Result<T, Failure<E>>> = None;
-        loop {
-            let attempt = match state.begin_attempt(self) {
-                Ok(a) => a,
-                Err(stop) => {
-                    let stop = state.abort(self, stop);
-                    return finish(&state, stop, last);
-                }
-            };
-            let fut = io.start(&attempt);
-            let result = match self.clock.timeout(attempt.timeout(), fut).await {
-                Ok(r) => r,
-                Err(elapsed) => Err(Failure::Timeout(elapsed.after())),
-            };
-            let number = attempt.number();
-            let outcome = io.outcome(&result);
-            let decision = io.classify(outcome);
-            match state.on_outcome(self, attempt, outcome, decision) {
-                Next::Stop(stop) => return finish(&state, stop, Some(result)),
-                Next::Retry { delay } => {
-                    io.on_retry(&RetryEvent {
-                        attempt: number,
-                        delay,
-                        outcome,
-                        decision,
-                    });
-                    last = io.keep(result);
-                    self.clock.sleep(delay).await;
-                }
+        async move {
+            let mut last: Option<Result<T, Failure<E>>> = None;
+            loop {
+                // Each attempt's values live in this block only, so the wait
+                // below holds nothing but the state and the last result: the
+                // loop's future stays small (a driver boxes it per call).
+                let delay = {
+                    let attempt = match state.begin_attempt(self) {
+                        Ok(a) => a,
+                        Err(stop) => {
+                            let stop = state.abort(self, stop);
+                            return finish(&state, stop, last);
+                        }
+                    };
+                    let result = match self
+                        .clock
+                        .timeout(attempt.timeout(), io.start(&attempt))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(elapsed) => Err(Failure::Timeout(elapsed.after())),
+                    };
+                    let number = attempt.number();
+                    let outcome = io.outcome(&result);
+                    let decision = io.classify(outcome);
+                    match state.on_outcome(self, attempt, outcome, decision) {
+                        Next::Stop(stop) => return finish(&state, stop, Some(result)),
+                        Next::Retry { delay } => {
+                            io.on_retry(&RetryEvent {
+                                attempt: number,
+                                delay,
+                                outcome,
+                                decision,
+                            });
+                            last = io.keep(result);
+                            delay
+                        }
+                    }
+                };
+                self.clock.sleep(delay).await;
             }
         }
     }
