@@ -138,6 +138,7 @@ impl RetryPolicy {
     /// ```
     // Not an `async fn`: that would keep `state` twice in the future, as
     // the argument and as the local it is moved into.
+    #[allow(clippy::manual_async_fn)]
     pub fn drive<'s, T, E, A>(
         &'s self,
         mut state: RetryState,
