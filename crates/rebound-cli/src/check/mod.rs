@@ -15,6 +15,7 @@ mod analyze;
 mod load;
 mod path;
 mod render;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ use clap::{Args, ValueEnum};
 use rebound::config::Policies;
 use serde::Serialize;
 
-pub use analyze::{DependencyReport, Severity};
+pub use report::{DependencyReport, Severity};
 
 /// Examples for `rebound check --help`.
 pub const EXAMPLES: &str = "\

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::analyze::{human, DependencyReport, Severity};
+use super::report::{human, DependencyReport, Severity};
 use super::Report;
 
 fn opt(d: Option<Duration>) -> String {

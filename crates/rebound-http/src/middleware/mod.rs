@@ -240,6 +240,7 @@ impl<'a> Call<'a> {
     ///
     /// Not an `async fn`: that would keep the call twice in the future, as
     /// the argument and as the local it is moved into.
+    #[allow(clippy::manual_async_fn)]
     fn run(
         mut self,
         ext: &'a mut Extensions,
