@@ -45,6 +45,14 @@
 //!   process declared.
 //! * **Messages from other producers** are jobs too: their job id is their
 //!   `message_id` if it is a number, else a hash of it (or of the body).
+//!
+//! # Conformance
+//!
+//! The adapter runs the queue conformance suite (`rebound_jobs::conformance`)
+//! on real time, declaring where it keeps a weaker rule:
+//! * `Limit::OneQueue`: one adapter serves one queue.
+//! * `Limit::WaitingNotLookedUp`: see *Lookups* above.
+//! * `Limit::UntimedLostDeliveries`: a delivery that never reported enters the history with no claim time (`claimed_at: None`) and no worker.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -695,16 +703,18 @@ impl Queue for AmqpQueue {
         for ms in steps {
             scheduled += count(format!("{}.retry.{ms}", self.inner.queue)).await?;
         }
-        let running = self
+        // Deliveries that reached this process but were not claimed yet
+        // are due; claimed ones run here.
+        let buffered = self
             .inner
             .deliveries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len() as u64;
         Ok(QueueCounts {
-            due: due + running,
+            due: due + buffered,
             scheduled,
-            running: 0,
+            running: self.inner.in_flight.len() as u64,
             dead,
         })
     }

@@ -47,7 +47,7 @@ pub(crate) fn claim(
     rec.history.push(DeliveryRecord {
         delivery: rec.state.deliveries,
         redrive: rec.redrives,
-        claimed_at: now,
+        claimed_at: Some(now),
         worker: worker.to_owned(),
         ended_at: None,
         result: RunResult::NoOutcome,

@@ -161,7 +161,7 @@ pub(crate) fn claim(
         rec.history.push(DeliveryRecord {
             delivery: rec.state.deliveries,
             redrive: rec.redrives,
-            claimed_at: Timestamp::EPOCH,
+            claimed_at: None,
             worker: String::new(),
             ended_at: None,
             result: RunResult::NoOutcome,
@@ -266,6 +266,12 @@ impl<H> InFlight<H> {
             .take(max)
             .collect();
         ids.into_iter().filter_map(|id| map.remove(&id)).collect()
+    }
+
+    /// How many deliveries are held here.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
     }
 
     /// The record of job `id` if it is running here.

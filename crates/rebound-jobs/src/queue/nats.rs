@@ -50,7 +50,19 @@
 //!   leaves a copy in the dead-letter stream.
 //! * **Lookups**: [`Queue::job`] finds dead-lettered jobs and jobs running
 //!   in this process. [`Queue::counts`] reports messages waiting for their
-//!   `Nak` delay as running (the server counts both as pending acks).
+//!   `Nak` delay as running (the server counts both as pending acks), and
+//!   jobs enqueued for later as due until a claim first sees them: it
+//!   cannot count scheduled jobs apart.
+//!
+//! # Conformance
+//!
+//! The adapter runs the queue conformance suite (`rebound_jobs::conformance`)
+//! on real time, declaring where it keeps a weaker rule:
+//! * `Limit::OneQueue`: one adapter serves one stream.
+//! * `Limit::WaitingNotLookedUp`: see *Lookups* above.
+//! * `Limit::BrokerEnqueueTime`: a job published without a record starts its age at the server's publish time.
+//! * `Limit::ScheduledNotCounted`: see *Lookups* above.
+//! * `Limit::UntimedLostDeliveries`: a delivery that never reported enters the history with no claim time (`claimed_at: None`) and no worker.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -44,6 +44,14 @@
 //! * **Lookups**: [`Queue::job`] finds dead-lettered jobs, scheduled
 //!   retries, and jobs running in this process; a job waiting in the stream
 //!   is not looked up. Listing the dead-letter stream reads it whole.
+//!
+//! # Conformance
+//!
+//! The adapter runs the queue conformance suite (`rebound_jobs::conformance`)
+//! on real time, declaring where it keeps a weaker rule:
+//! * `Limit::OneQueue`: one adapter serves one stream.
+//! * `Limit::WaitingNotLookedUp`: see *Lookups* above.
+//! * `Limit::UntimedLostDeliveries`: a delivery that never reported enters the history with no claim time (`claimed_at: None`) and no worker.
 
 mod scripts;
 
@@ -571,7 +579,9 @@ impl Queue for RedisStreamQueue {
         self.check(queue)?;
         self.ensure_group().await?;
         let mut conn = self.inner.conn.clone();
-        let (len, pending, scheduled, later, dead): (u64, (u64,), u64, u64, u64) = redis::pipe()
+        // XPENDING's summary: [count, first id, last id, per-consumer counts].
+        type Pending = (u64, redis::Value, redis::Value, redis::Value);
+        let (len, pending, scheduled, later, dead): (u64, Pending, u64, u64, u64) = redis::pipe()
             .cmd("XLEN")
             .arg(&self.inner.stream)
             .cmd("XPENDING")
