@@ -516,10 +516,7 @@ mod tests {
             history: vec![rec(None, ""), rec(Some(t), "host-1/worker")],
         };
         let text = show(&job, t);
-        assert!(
-            text.contains("claimed (time and worker unknown"),
-            "{text}"
-        );
+        assert!(text.contains("claimed (time and worker unknown"), "{text}");
         assert!(
             text.contains("claimed 2023-11-14T22:13:20.000Z by host-1/worker"),
             "{text}"

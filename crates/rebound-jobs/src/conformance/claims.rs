@@ -16,7 +16,10 @@ use crate::time::wall;
 pub async fn claim_counts_the_delivery_and_leases(s: &Subject) {
     let (queue, name) = (s.queue(), s.name("claim"));
     let t0 = s.at(0).await;
-    let id = queue.enqueue_at(NewJob::new(&name, "p1"), t0).await.unwrap();
+    let id = queue
+        .enqueue_at(NewJob::new(&name, "p1"), t0)
+        .await
+        .unwrap();
     let enqueued = wall(queue.clock());
     let job = s.claim_one(&name, t0).await;
     let claimed_at = job.lease.expires_at.saturating_sub(s.lease());
@@ -25,7 +28,10 @@ pub async fn claim_counts_the_delivery_and_leases(s: &Subject) {
     assert_eq!(job.queue, name);
     assert_eq!(job.state.deliveries, 1);
     assert_eq!(job.state.failures, 0);
-    if s.limited(Limit::BrokerEnqueueTime, "claim_counts_the_delivery_and_leases") {
+    if s.limited(
+        Limit::BrokerEnqueueTime,
+        "claim_counts_the_delivery_and_leases",
+    ) {
         let slack = Duration::from_secs(1);
         let at = job.state.enqueued_at;
         assert!(
@@ -93,7 +99,10 @@ pub async fn claims_only_due_jobs_in_due_order(s: &Subject) {
     let other = queue.enqueue_at(NewJob::new("other", "x"), t0).await;
     if s.limited(Limit::OneQueue, "claims_only_due_jobs_in_due_order") {
         match other {
-            Err(QueueError::Invalid { field: "queue", reason }) => {
+            Err(QueueError::Invalid {
+                field: "queue",
+                reason,
+            }) => {
                 assert!(reason.contains("\"other\""), "{reason}");
             }
             r => panic!("expected the queue name refused, got {r:?}"),
@@ -104,7 +113,10 @@ pub async fn claims_only_due_jobs_in_due_order(s: &Subject) {
     let ids = |v: Vec<crate::ClaimedJob>| v.iter().map(|j| j.id()).collect::<Vec<_>>();
     assert_eq!(ids(s.claim_exactly(&name, t0, 2).await), [now_a, now_b]);
     s.assert_none_due(&name, s.time(8)).await;
-    assert_eq!(ids(s.claim_exactly(&name, s.time(20), 2).await), [soon, late]);
+    assert_eq!(
+        ids(s.claim_exactly(&name, s.time(20), 2).await),
+        [soon, late]
+    );
     // A job scheduled ahead counts its age from when it is due.
     let rec = queue.job(late).await.unwrap().unwrap();
     assert_eq!(rec.state.enqueued_at, t0 + 20 * u);
@@ -327,7 +339,9 @@ pub async fn concurrent_claims_never_share_a_job(s: &Subject) {
                 // deliveries arrive over time.
                 match deadline {
                     None => return mine,
-                    Some(d) if total.load(Ordering::SeqCst) >= 300 || std::time::Instant::now() > d => {
+                    Some(d)
+                        if total.load(Ordering::SeqCst) >= 300 || std::time::Instant::now() > d =>
+                    {
                         return mine
                     }
                     Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -336,10 +350,7 @@ pub async fn concurrent_claims_never_share_a_job(s: &Subject) {
             for j in got {
                 total.fetch_add(1, Ordering::SeqCst);
                 mine.push(j.id());
-                queue
-                    .settle(&j.lease, Settlement::Ack, now)
-                    .await
-                    .unwrap();
+                queue.settle(&j.lease, Settlement::Ack, now).await.unwrap();
             }
         }
     });
@@ -358,9 +369,15 @@ pub async fn counts_by_place(s: &Subject) {
     let (queue, name) = (s.queue(), s.name("counts"));
     let t0 = s.at(0).await;
     dead_job(s, &name, "dead", DeadLetterReason::Permanent, "bad", t0).await;
-    queue.enqueue_at(NewJob::new(&name, "run"), t0).await.unwrap();
+    queue
+        .enqueue_at(NewJob::new(&name, "run"), t0)
+        .await
+        .unwrap();
     s.claim_one(&name, t0).await;
-    queue.enqueue_at(NewJob::new(&name, "due"), t0).await.unwrap();
+    queue
+        .enqueue_at(NewJob::new(&name, "due"), t0)
+        .await
+        .unwrap();
     queue
         .enqueue_at(NewJob::new(&name, "later").delay(s.units(60)), t0)
         .await
