@@ -12,7 +12,10 @@ use crate::queue::QueueError;
 use crate::time::Timestamp;
 
 /// A new, available record for `job` enqueued at `now`.
-#[cfg_attr(not(any(feature = "embedded", feature = "redis", feature = "amqp")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "embedded", feature = "redis", feature = "amqp")),
+    allow(dead_code)
+)]
 pub(crate) fn new_record(id: JobId, job: NewJob, now: Timestamp) -> JobRecord {
     let due = job.due_at(now);
     JobRecord {

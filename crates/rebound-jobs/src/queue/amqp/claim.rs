@@ -5,6 +5,7 @@ use std::time::Duration;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 
 use super::message::{envelope_of, fnv, header_count};
+use super::publish::confirmed;
 use super::AmqpQueue;
 use crate::job::{ClaimedJob, JobId, JobStatus, Lease, NewJob};
 use crate::queue::broker::{self, Envelope};
@@ -12,17 +13,35 @@ use crate::queue::{apply, ClaimRequest, QueueError};
 use crate::time::Timestamp;
 
 impl AmqpQueue {
-    pub(super) async fn add(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
-        self.check(&job.queue)?;
-        // Ids by time: milliseconds × 65536 + a counter of this process.
-        let n = self
-            .inner
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = JobId(now.as_millis().saturating_mul(65_536) + (n & 0xFFFF));
-        let rec = apply::new_record(id, job, now);
-        self.publish_due(&rec, now).await?;
-        Ok(id)
+    pub(super) async fn add(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, QueueError> {
+        for job in &jobs {
+            self.check(&job.queue)?;
+        }
+        // Published one after another, confirmed together: the broker
+        // confirms in order, and the call returns once every job is
+        // confirmed (or says which queue refused one).
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut confirms = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            // Ids by time: milliseconds × 65536 + a counter of this process.
+            let n = self
+                .inner
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let id = JobId(now.as_millis().saturating_mul(65_536) + (n & 0xFFFF));
+            let rec = apply::new_record(id, job, now);
+            let queue = self.due_queue(&rec, now).await?;
+            confirms.push((self.send(&queue, &rec).await?, queue));
+            ids.push(id);
+        }
+        for (confirm, queue) in confirms {
+            confirmed(confirm, &queue).await?;
+        }
+        Ok(ids)
     }
 
     pub(super) async fn take_due(

@@ -4,6 +4,7 @@
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
+use lapin::PublisherConfirm;
 
 use super::message::retry_step;
 use super::{unavailable, AmqpQueue, OP_TIMEOUT};
@@ -16,6 +17,17 @@ impl AmqpQueue {
     /// Publishes `rec` to `queue` through the default exchange and waits
     /// for the broker's confirm.
     pub(super) async fn publish(&self, queue: &str, rec: &JobRecord) -> Result<(), QueueError> {
+        let confirm = self.send(queue, rec).await?;
+        confirmed(confirm, queue).await
+    }
+
+    /// Publishes `rec` to `queue` through the default exchange; the
+    /// broker's confirm is to be awaited ([`confirmed`]).
+    pub(super) async fn send(
+        &self,
+        queue: &str,
+        rec: &JobRecord,
+    ) -> Result<PublisherConfirm, QueueError> {
         let conn = self.conn().await?;
         let mut headers = FieldTable::default();
         headers.insert(
@@ -26,8 +38,7 @@ impl AmqpQueue {
             .with_delivery_mode(2)
             .with_message_id(ShortString::from(rec.id.0.to_string()))
             .with_headers(headers);
-        let confirm = conn
-            .publish
+        conn.publish
             .basic_publish(
                 "".into(),
                 queue.into(),
@@ -36,17 +47,7 @@ impl AmqpQueue {
                 props,
             )
             .await
-            .map_err(unavailable)?;
-        let confirmed = tokio::time::timeout(OP_TIMEOUT, confirm)
-            .await
-            .map_err(|_| unavailable("no publisher confirm from RabbitMQ in 5 s"))?
-            .map_err(unavailable)?;
-        if confirmed.is_nack() {
-            return Err(unavailable(format!(
-                "RabbitMQ refused a message for {queue:?} (publisher nack)"
-            )));
-        }
-        Ok(())
+            .map_err(unavailable)
     }
 
     /// Publishes `rec` to wait until its `run_at` (from `now`): into the
@@ -56,8 +57,19 @@ impl AmqpQueue {
         rec: &JobRecord,
         now: Timestamp,
     ) -> Result<(), QueueError> {
+        let queue = self.due_queue(rec, now).await?;
+        self.publish(&queue, rec).await
+    }
+
+    /// Where `rec` waits until its `run_at` (from `now`): the queue if due,
+    /// else a retry queue (declared if this connection has not yet).
+    pub(super) async fn due_queue(
+        &self,
+        rec: &JobRecord,
+        now: Timestamp,
+    ) -> Result<String, QueueError> {
         if rec.run_at <= now {
-            return self.publish(&self.inner.queue, rec).await;
+            return Ok(self.inner.queue.clone());
         }
         let ms = retry_step(rec.run_at.saturating_since(now));
         let name = format!("{}.retry.{ms}", self.inner.queue);
@@ -96,6 +108,20 @@ impl AmqpQueue {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(ms);
         }
-        self.publish(&name, rec).await
+        Ok(name)
     }
+}
+
+/// Waits for the broker's confirm of a message published to `queue`.
+pub(super) async fn confirmed(confirm: PublisherConfirm, queue: &str) -> Result<(), QueueError> {
+    let confirmed = tokio::time::timeout(OP_TIMEOUT, confirm)
+        .await
+        .map_err(|_| unavailable("no publisher confirm from RabbitMQ in 5 s"))?
+        .map_err(unavailable)?;
+    if confirmed.is_nack() {
+        return Err(unavailable(format!(
+            "RabbitMQ refused a message for {queue:?} (publisher nack)"
+        )));
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use async_nats::jetstream::AckKind;
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
 
-use super::wire::{envelope_of, system_time};
+use super::wire::{acked, envelope_of, system_time};
 use super::{backend_err, unavailable, Delivery, NatsQueue, DUE_HEADER, FETCH_STALL};
 use crate::job::{ClaimedJob, JobId, Lease, NewJob};
 use crate::queue::broker::Envelope;
@@ -14,18 +14,37 @@ use crate::queue::{ClaimRequest, QueueError};
 use crate::time::Timestamp;
 
 impl NatsQueue {
-    pub(super) async fn add(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
-        self.check(&job.queue)?;
-        let ready = self.ready().await?;
-        let due = job.due_at(now);
-        let mut headers = HeaderMap::new();
-        if due > now {
-            headers.insert(DUE_HEADER, due.as_millis().to_string().as_str());
+    pub(super) async fn add(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, QueueError> {
+        for job in &jobs {
+            self.check(&job.queue)?;
         }
-        let seq = self
-            .publish_raw(ready.subject.clone(), headers, job.payload)
-            .await?;
-        Ok(JobId(seq))
+        let ready = self.ready().await?;
+        // Published one after another, acknowledged together: the stream
+        // numbers them in the order they arrive.
+        let mut acks = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let due = job.due_at(now);
+            let mut headers = HeaderMap::new();
+            if due > now {
+                headers.insert(DUE_HEADER, due.as_millis().to_string().as_str());
+            }
+            acks.push(
+                self.inner
+                    .js
+                    .publish_with_headers(ready.subject.clone(), headers, job.payload.into())
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        let mut ids = Vec::with_capacity(acks.len());
+        for ack in acks {
+            ids.push(JobId(acked(ack).await?));
+        }
+        Ok(ids)
     }
 
     pub(super) async fn take_due(

@@ -324,7 +324,15 @@ impl Queue for NatsQueue {
     }
 
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
-        self.add(job, now).await
+        Ok(self.add(vec![job], now).await?[0])
+    }
+
+    async fn enqueue_many_at(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, QueueError> {
+        self.add(jobs, now).await
     }
 
     async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {

@@ -1,7 +1,7 @@
 //! Messages on the wire: envelopes from headers, acks and confirmed
 //! publishes.
 
-use async_nats::jetstream::AckKind;
+use async_nats::jetstream::{self, AckKind};
 use async_nats::HeaderMap;
 
 use super::{unavailable, NatsQueue, DUE_HEADER, OP_TIMEOUT};
@@ -82,10 +82,16 @@ impl NatsQueue {
             .publish_with_headers(subject, headers, payload.into())
             .await
             .map_err(unavailable)?;
-        let ack = tokio::time::timeout(OP_TIMEOUT, ack)
-            .await
-            .map_err(|_| unavailable("no publish ack from JetStream in 5 s"))?
-            .map_err(unavailable)?;
-        Ok(ack.sequence)
+        acked(ack).await
     }
+}
+
+/// Waits for the stream's acknowledgement of a publish; returns the
+/// message's sequence.
+pub(super) async fn acked(ack: jetstream::context::PublishAckFuture) -> Result<u64, QueueError> {
+    let ack = tokio::time::timeout(OP_TIMEOUT, ack)
+        .await
+        .map_err(|_| unavailable("no publish ack from JetStream in 5 s"))?
+        .map_err(unavailable)?;
+    Ok(ack.sequence)
 }
