@@ -36,7 +36,7 @@ fn builder(env: &Env) -> WorkerBuilder {
     Worker::builder(env.queue.clone(), env.name.clone())
         .clock(env.clock.clone())
         .random(RandomSource::seeded(7))
-        .poll_interval(Duration::from_millis(200))
+        .poll_interval(harness::poll_interval(env))
         .rescue_every(5 * S)
         .policy(quick_policy(5))
 }
