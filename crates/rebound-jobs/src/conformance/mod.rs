@@ -1,5 +1,5 @@
 //! The queue conformance suite: the rules of [`queue`](crate::queue),
-//! checked against any [`Queue`]. Every backend runs the same checks — the
+//! checked against any [`Queue`](crate::Queue). Every backend runs the same checks — the
 //! embedded and PostgreSQL queues on a manual clock, the Redis, NATS and
 //! RabbitMQ adapters on real time:
 //!
