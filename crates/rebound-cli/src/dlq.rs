@@ -456,12 +456,14 @@ fn show(j: &JobRecord, now: Timestamp) -> String {
     }
     let _ = writeln!(out, "deliveries:");
     for h in &j.history {
-        let claimed = if h.worker.is_empty() {
+        let claimed = match (h.claimed_at, h.worker.as_str()) {
+            (Some(at), "") => format!("claimed {at} (worker unknown)"),
+            (Some(at), worker) => format!("claimed {at} by {worker}"),
             // A broker counted this delivery; nobody reported it.
-            "claimed (time and worker unknown: the broker counted a delivery that never reported)"
-                .to_owned()
-        } else {
-            format!("claimed {} by {}", h.claimed_at, h.worker)
+            (None, _) => {
+                "claimed (time and worker unknown: the broker counted a delivery that never reported)"
+                    .to_owned()
+            }
         };
         let _ = writeln!(
             out,
@@ -480,4 +482,44 @@ fn show(j: &JobRecord, now: Timestamp) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rebound_jobs::{DeliveryRecord, JobId, JobStatus, RunResult};
+
+    #[test]
+    fn show_says_when_a_delivery_time_is_unknown() {
+        let t = Timestamp::from_millis(1_700_000_000_000);
+        let rec = |claimed_at: Option<Timestamp>, worker: &str| DeliveryRecord {
+            delivery: 1,
+            redrive: 0,
+            claimed_at,
+            worker: worker.to_owned(),
+            ended_at: None,
+            result: RunResult::NoOutcome,
+            error: None,
+        };
+        let job = JobRecord {
+            id: JobId(7),
+            queue: "invoices".into(),
+            status: JobStatus::Dead,
+            payload: b"{}".to_vec(),
+            state: rebound_jobs::DeliveryState::new(t),
+            run_at: t,
+            lease_expires_at: None,
+            fence: 2,
+            reason: Some(DeadLetterReason::Poison),
+            dead_at: Some(t),
+            redrives: 0,
+            history: vec![rec(None, ""), rec(Some(t), "host-1/worker")],
+        };
+        let text = show(&job, t);
+        assert!(text.contains("claimed (time and worker unknown"), "{text}");
+        assert!(
+            text.contains("claimed 2023-11-14T22:13:20.000Z by host-1/worker"),
+            "{text}"
+        );
+    }
 }

@@ -99,6 +99,10 @@ impl DeadLetterFilter {
     /// One page of dead records for queues that list them in memory (the
     /// broker adapters): one record per job id (the last one seen), in id
     /// order, after the id `after`, matching, at most `limit`.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "nats", feature = "amqp")),
+        allow(dead_code)
+    )]
     pub(crate) fn page(
         &self,
         records: impl IntoIterator<Item = JobRecord>,

@@ -208,8 +208,18 @@ pub struct DeliveryRecord {
     /// claimed (0: before any redrive).
     #[serde(default)]
     pub redrive: u32,
-    /// When it was claimed.
-    pub claimed_at: Timestamp,
+    /// When it was claimed; `None` when unknown: a broker counted a
+    /// delivery that never reported, and the broker does not record when
+    /// (or by whom) it was made.
+    ///
+    /// Records written before this was optional (a number, `0` where a
+    /// broker adapter did not know the time) still load: `0` as `None`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "claimed_at_compat"
+    )]
+    pub claimed_at: Option<Timestamp>,
     /// Who claimed it (the worker's id: host, process, worker name).
     pub worker: String,
     /// When the run reported, if it did.
@@ -220,6 +230,16 @@ pub struct DeliveryRecord {
     /// The error text, if the run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Reads `claimed_at` as written by any version: a time, `null`, or the
+/// `0` (the epoch) older broker adapters wrote for an unknown time.
+fn claimed_at_compat<'de, D>(d: D) -> Result<Option<Timestamp>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let t = Option::<Timestamp>::deserialize(d)?;
+    Ok(t.filter(|t| *t != Timestamp::EPOCH))
 }
 
 /// What a run reports when it settles, kept in the history.
@@ -384,5 +404,36 @@ impl QueueCounts {
     /// Jobs not yet acked or dead-lettered.
     pub fn pending(&self) -> u64 {
         self.due + self.scheduled + self.running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claimed_at_reads_every_stored_form() {
+        let read = |claimed: &str| -> DeliveryRecord {
+            serde_json::from_str(&format!(
+                r#"{{"delivery":1,{claimed}"worker":"w","result":"no_outcome"}}"#
+            ))
+            .unwrap()
+        };
+        // A record stored before the field was optional: a number.
+        assert_eq!(
+            read(r#""claimed_at":1700000000000,"#).claimed_at,
+            Some(Timestamp::from_millis(1_700_000_000_000))
+        );
+        // What older broker adapters wrote for "unknown".
+        assert_eq!(read(r#""claimed_at":0,"#).claimed_at, None);
+        assert_eq!(read(r#""claimed_at":null,"#).claimed_at, None);
+        assert_eq!(read("").claimed_at, None);
+        let unknown = read("");
+        let text = serde_json::to_string(&unknown).unwrap();
+        assert!(!text.contains("claimed_at"), "{text}");
+        let known = read(r#""claimed_at":5,"#);
+        let back: DeliveryRecord =
+            serde_json::from_str(&serde_json::to_string(&known).unwrap()).unwrap();
+        assert_eq!(back, known);
     }
 }

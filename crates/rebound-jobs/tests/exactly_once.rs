@@ -27,7 +27,7 @@ fn builder(env: &Env) -> WorkerBuilder {
     Worker::builder(env.queue.clone(), env.name.clone())
         .clock(env.clock.clone())
         .random(RandomSource::seeded(7))
-        .poll_interval(Duration::from_millis(200))
+        .poll_interval(harness::poll_interval(env))
         .lease(S)
         .rescue_every(S)
         .policy(

@@ -22,11 +22,17 @@ use rebound_jobs::{
 const S: Duration = Duration::from_secs(1);
 const STEP: Duration = Duration::from_millis(100);
 
-/// A policy whose retries wait one second.
-fn quick_policy(max_attempts: u32) -> DeliveryPolicy {
+/// A policy whose retries wait one second of a manual clock, or 200 ms of
+/// real time (no check here measures the backoff; `a_requested_delay` checks
+/// a delay the handler asks for).
+fn quick_policy(env: &Env, max_attempts: u32) -> DeliveryPolicy {
+    let wait = match env.time {
+        harness::Time::Manual(_) => S,
+        harness::Time::Real => Duration::from_millis(200),
+    };
     DeliveryPolicy::builder()
         .max_attempts(max_attempts)
-        .backoff(Backoff::constant(S).with_max_delay(S))
+        .backoff(Backoff::constant(wait).with_max_delay(wait))
         .build()
         .unwrap()
 }
@@ -36,9 +42,9 @@ fn builder(env: &Env) -> WorkerBuilder {
     Worker::builder(env.queue.clone(), env.name.clone())
         .clock(env.clock.clone())
         .random(RandomSource::seeded(7))
-        .poll_interval(Duration::from_millis(200))
+        .poll_interval(harness::poll_interval(env))
         .rescue_every(5 * S)
-        .policy(quick_policy(5))
+        .policy(quick_policy(env, 5))
 }
 
 /// Whether `n` jobs of the env's queue were acked (the worker counts an ack
@@ -238,7 +244,7 @@ async fn exhaustion_dead_letters_once_and_counts_it_then_redrive_runs_it_again(e
     let healthy = Arc::new(Mutex::new(false));
     let (r, h) = (runs.clone(), healthy.clone());
     let worker = builder(&env)
-        .policy(quick_policy(3))
+        .policy(quick_policy(&env, 3))
         .handler(move |ctx: JobContext, _: String| {
             let (r, h) = (r.clone(), h.clone());
             async move {
@@ -607,7 +613,7 @@ async fn the_idempotency_key_is_the_same_on_every_delivery(env: Env) {
     let keys = Arc::new(Mutex::new(Vec::new()));
     let k = keys.clone();
     let worker = builder(&env)
-        .policy(quick_policy(2))
+        .policy(quick_policy(&env, 2))
         .handler(move |ctx: JobContext, _: u32| {
             let k = k.clone();
             async move {

@@ -12,6 +12,10 @@ use crate::queue::QueueError;
 use crate::time::Timestamp;
 
 /// A new, available record for `job` enqueued at `now`.
+#[cfg_attr(
+    not(any(feature = "embedded", feature = "redis", feature = "amqp")),
+    allow(dead_code)
+)]
 pub(crate) fn new_record(id: JobId, job: NewJob, now: Timestamp) -> JobRecord {
     let due = job.due_at(now);
     JobRecord {
@@ -47,7 +51,7 @@ pub(crate) fn claim(
     rec.history.push(DeliveryRecord {
         delivery: rec.state.deliveries,
         redrive: rec.redrives,
-        claimed_at: now,
+        claimed_at: Some(now),
         worker: worker.to_owned(),
         ended_at: None,
         result: RunResult::NoOutcome,
@@ -67,6 +71,7 @@ pub(crate) fn claim(
 }
 
 /// Whether `lease` still holds `rec`.
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 pub(crate) fn check_lease(rec: Option<&JobRecord>, lease: &Lease) -> Result<(), QueueError> {
     match rec {
         Some(r) if r.status == JobStatus::Running && r.fence == lease.token => Ok(()),
@@ -118,6 +123,7 @@ pub(crate) fn settle(rec: &mut JobRecord, settlement: Settlement, now: Timestamp
 }
 
 /// Makes a running record whose lease ended available again.
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 pub(crate) fn rescue(rec: &mut JobRecord) {
     rec.status = JobStatus::Available;
     rec.lease_expires_at = None;

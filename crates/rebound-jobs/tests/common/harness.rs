@@ -73,6 +73,16 @@ impl Env {
     }
 }
 
+/// How often a test's workers poll: 200 ms of a manual clock (each poll is
+/// a step the test moves), 50 ms of real time (a broker's delivery waits no
+/// longer than needed for the next poll; nothing asserted depends on it).
+pub fn poll_interval(env: &Env) -> Duration {
+    match env.time {
+        Time::Manual(_) => Duration::from_millis(200),
+        Time::Real => Duration::from_millis(50),
+    }
+}
+
 /// Polls `cond` every 20 ms of real time until it holds; fails naming
 /// `what` after `limit`.
 pub async fn real_eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)

@@ -1,34 +1,14 @@
-//! What the broker adapters share: the job's record travels with its
-//! message (an *envelope*), and the broker's own delivery count says how
-//! many times the message was handed out since the envelope was written.
-//!
-//! A broker keeps messages, not records: it cannot update a message in
-//! place. So every adapter follows the same rules, the record-level rules
-//! of [`apply`](super::apply) applied to the envelope:
-//!
-//! * **claim**: the delivery count the broker reports for this message
-//!   (the pending entries list in Redis, `num_delivered` in JetStream,
-//!   `x-delivery-count` in a RabbitMQ quorum queue) minus the deliveries the
-//!   envelope already accounts for gives the deliveries that never reported
-//!   — each becomes a history entry without an outcome, and poison
-//!   detection counts it — then this delivery is counted and leased.
-//! * **settle**: the rules update the record; the adapter writes it back
-//!   the broker's way (a new message carrying the envelope, a delayed
-//!   redelivery, a message on the dead-letter stream or queue).
-//! * the **fencing token** is the envelope's fence plus the broker's
-//!   count, so a takeover by the broker (a redelivery) always raises it.
+//! The envelope: a job's record as it travels with its message, and the
+//! claim of a delivered message.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{ClaimedJob, DeliveryRecord, JobId, JobRecord, JobStatus, Lease, RunResult};
+use crate::job::{ClaimedJob, DeliveryRecord, JobId, JobRecord, JobStatus, RunResult};
 use crate::policy::DeliveryState;
 use crate::queue::{apply, QueueError};
 use crate::time::Timestamp;
-
 /// The header (or stream field) holding the envelope.
 pub(crate) const ENVELOPE_HEADER: &str = "rebound-job";
 
@@ -161,7 +141,7 @@ pub(crate) fn claim(
         rec.history.push(DeliveryRecord {
             delivery: rec.state.deliveries,
             redrive: rec.redrives,
-            claimed_at: Timestamp::EPOCH,
+            claimed_at: None,
             worker: String::new(),
             ended_at: None,
             result: RunResult::NoOutcome,
@@ -172,124 +152,10 @@ pub(crate) fn claim(
     (job, rec)
 }
 
-/// Deliveries in flight in this process, by lease: the record to settle
-/// and the broker's handle on the message (an entry id, an acker, a
-/// delivery tag). A lease this process does not hold, or no longer holds,
-/// is lost.
-#[derive(Debug)]
-pub(crate) struct InFlight<H> {
-    map: Mutex<HashMap<JobId, Held<H>>>,
-}
-
-/// One delivery held in flight.
-#[derive(Debug)]
-pub(crate) struct Held<H> {
-    pub(crate) token: u64,
-    pub(crate) expires_at: Timestamp,
-    pub(crate) record: JobRecord,
-    pub(crate) handle: H,
-}
-
-impl<H> Default for InFlight<H> {
-    fn default() -> Self {
-        InFlight {
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<H> InFlight<H> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Held<H>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Keeps a delivery just claimed (replacing an older one of the same
-    /// job: the broker redelivered it, so that lease is lost).
-    pub(crate) fn insert(&self, lease: &Lease, record: JobRecord, handle: H) {
-        self.lock().insert(
-            lease.id,
-            Held {
-                token: lease.token,
-                expires_at: lease.expires_at,
-                record,
-                handle,
-            },
-        );
-    }
-
-    /// Takes the delivery held under `lease` if it is still held and, when
-    /// `now` is given, its lease has not ended by then (brokers that
-    /// redeliver on their own once a lease ends, where acting on it could
-    /// settle another worker's run, pass it).
-    pub(crate) fn take(
-        &self,
-        lease: &Lease,
-        now: Option<Timestamp>,
-    ) -> Result<Held<H>, QueueError> {
-        let mut map = self.lock();
-        match map.get(&lease.id) {
-            Some(h) if h.token == lease.token && now.is_none_or(|n| n < h.expires_at) => {
-                Ok(map.remove(&lease.id).expect("present"))
-            }
-            _ => Err(lost(lease)),
-        }
-    }
-
-    /// Puts back a delivery whose settlement could not reach the broker.
-    pub(crate) fn put_back(&self, held: Held<H>, id: JobId) {
-        let mut map = self.lock();
-        map.entry(id).or_insert(held);
-    }
-
-    /// Runs `f` on the delivery held under `lease` (to renew it); `now` as
-    /// for [`take`](Self::take).
-    pub(crate) fn with<T>(
-        &self,
-        lease: &Lease,
-        now: Option<Timestamp>,
-        f: impl FnOnce(&mut Held<H>) -> T,
-    ) -> Result<T, QueueError> {
-        let mut map = self.lock();
-        match map.get_mut(&lease.id) {
-            Some(h) if h.token == lease.token && now.is_none_or(|n| n < h.expires_at) => Ok(f(h)),
-            _ => Err(lost(lease)),
-        }
-    }
-
-    /// Removes and returns the deliveries whose lease ended by `now`.
-    pub(crate) fn expired(&self, now: Timestamp, max: usize) -> Vec<Held<H>> {
-        let mut map = self.lock();
-        let ids: Vec<JobId> = map
-            .iter()
-            .filter(|(_, h)| h.expires_at <= now)
-            .map(|(id, _)| *id)
-            .take(max)
-            .collect();
-        ids.into_iter().filter_map(|id| map.remove(&id)).collect()
-    }
-
-    /// The record of job `id` if it is running here.
-    pub(crate) fn record(&self, id: JobId) -> Option<JobRecord> {
-        self.lock().get(&id).map(|h| {
-            let mut r = h.record.clone();
-            r.status = JobStatus::Running;
-            r.lease_expires_at = Some(h.expires_at);
-            r
-        })
-    }
-}
-
-/// The stale-lease error.
-pub(crate) fn lost(lease: &Lease) -> QueueError {
-    QueueError::LeaseLost {
-        id: lease.id,
-        token: lease.token,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn undelivered_broker_counts_become_history_without_outcome() {
