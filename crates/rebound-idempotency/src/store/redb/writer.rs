@@ -8,10 +8,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, ReadableTable};
+use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 
-use super::file::{error, open_file, Shared, EXPIRY, RECORDS};
+use super::file::{error, log_error, open_file, record_checkpoint, Shared, EXPIRY, RECORDS};
+use super::log::{Changes, Log};
 use crate::record::{ClaimOutcome, ClaimRequest, Fingerprint, Record, State};
 use crate::store::StoreError;
 use crate::time::Timestamp;
@@ -129,6 +130,8 @@ fn copy_error(e: &StoreError) -> StoreError {
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
+    /// The write-ahead log, when commits are durable.
+    log: Option<Log>,
 }
 
 type Tables<'t> = (
@@ -137,8 +140,8 @@ type Tables<'t> = (
 );
 
 impl Writer {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        Writer { shared }
+    pub(super) fn new(shared: Arc<Shared>, log: Option<Log>) -> Self {
+        Writer { shared, log }
     }
 
     /// Take the waiting writes, commit them together, answer them; again.
@@ -150,7 +153,7 @@ impl Writer {
     /// waits for the callers it just handed keys to, for at most half the
     /// last commit's time: with the cohorts merged, a batch carries the
     /// writes in flight and a write waits for one commit, not two.
-    pub(super) fn run(self, ops: mpsc::Receiver<Op>) {
+    pub(super) fn run(mut self, ops: mpsc::Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut expected = 1;
         let mut window = Duration::ZERO;
@@ -158,7 +161,7 @@ impl Writer {
             if batch.is_empty() {
                 match ops.recv() {
                     Ok(op) => batch.push(op),
-                    Err(_) => return,
+                    Err(_) => return self.checkpoint_on_close(),
                 }
             }
             let deadline = Instant::now() + window;
@@ -199,7 +202,13 @@ impl Writer {
     /// Apply every op of `batch` in one write transaction and commit it;
     /// the answers, to send. A failed transaction fails every op in it
     /// (answered here).
-    fn commit(&self, batch: &mut Vec<Op>) -> Vec<Answer> {
+    ///
+    /// With the log, what the batch changed is appended to it and synced
+    /// before the transaction commits without a sync of its own; readers see
+    /// the batch only once it is durable. A batch whose changes do not fit
+    /// in the rest of the log commits durably in redb instead, which
+    /// covers every entry so far (a checkpoint); the log then starts over.
+    fn commit(&mut self, batch: &mut Vec<Op>) -> Vec<Answer> {
         let db = match self.database() {
             Ok(db) => db,
             Err(e) => {
@@ -208,23 +217,47 @@ impl Writer {
             }
         };
         let mut answers = Vec::with_capacity(batch.len());
-        let result = (|| -> Result<(), StoreError> {
+        let result = (|| -> Result<bool, StoreError> {
             let mut tx = db.begin_write().map_err(error)?;
-            tx.set_durability(self.shared.durability).map_err(error)?;
+            let mut changes = Changes::default();
             {
                 let mut tables = (
                     tx.open_table(RECORDS).map_err(error)?,
                     tx.open_table(EXPIRY).map_err(error)?,
                 );
                 for op in batch.drain(..) {
-                    answers.push(apply(&mut tables, op)?);
+                    answers.push(apply(&mut tables, &mut changes, op)?);
                 }
             }
+            let checkpoint = match self.log.as_mut() {
+                None => {
+                    tx.set_durability(self.shared.durability).map_err(error)?;
+                    false
+                }
+                Some(log) if log.fits(&changes) => {
+                    if !changes.is_empty() {
+                        log.append(&changes).map_err(log_error)?;
+                    }
+                    tx.set_durability(Durability::None).map_err(error)?;
+                    false
+                }
+                Some(log) => {
+                    record_checkpoint(&tx, log.last_lsn())?;
+                    tx.set_durability(Durability::Immediate).map_err(error)?;
+                    true
+                }
+            };
             tx.commit().map_err(error)?;
-            Ok(())
+            Ok(checkpoint)
         })();
         match result {
-            Ok(()) => {
+            Ok(checkpoint) => {
+                if checkpoint {
+                    if let Some(log) = self.log.as_mut() {
+                        log.checkpointed();
+                    }
+                    self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+                }
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 answers
             }
@@ -240,8 +273,35 @@ impl Writer {
         }
     }
 
+    /// On close: a durable commit that covers the log, so the next open
+    /// has nothing to replay.
+    fn checkpoint_on_close(&mut self) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        if self.shared.broken.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(db) = self.shared.current() else {
+            return;
+        };
+        let result = (|| -> Result<(), StoreError> {
+            let mut tx = db.begin_write().map_err(error)?;
+            record_checkpoint(&tx, log.last_lsn())?;
+            tx.set_durability(Durability::Immediate).map_err(error)?;
+            tx.commit().map_err(error)
+        })();
+        match result {
+            Ok(()) => log.checkpointed(),
+            // The log still holds every entry: the next open replays them.
+            Err(e) => {
+                tracing::warn!(error = %e, "redb idempotency store: checkpoint on close failed")
+            }
+        }
+    }
+
     /// The open database, reopened first if an I/O error broke it.
-    fn database(&self) -> Result<Arc<Database>, StoreError> {
+    fn database(&mut self) -> Result<Arc<Database>, StoreError> {
         if !self.shared.broken.load(Ordering::Acquire) {
             if let Some(db) = self.shared.current() {
                 return Ok(db);
@@ -269,7 +329,10 @@ impl Writer {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        let db = Arc::new(open_file(&self.shared.path, &*self.shared.make_builder)?);
+        self.log = None;
+        let (db, log) = open_file(&self.shared.path, &self.shared.opening)?;
+        let db = Arc::new(db);
+        self.log = log;
         *self.shared.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
         self.shared.broken.store(false, Ordering::Release);
         self.shared.reopened.fetch_add(1, Ordering::Relaxed);
@@ -281,7 +344,7 @@ impl Writer {
 /// Apply one op inside the batch's transaction. A storage error fails the
 /// whole batch (`Err`); a per-op outcome (fence rejected, corrupt record) is
 /// that op's answer.
-fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
+fn apply(tables: &mut Tables<'_>, changes: &mut Changes, op: Op) -> Result<Answer, StoreError> {
     match op {
         Op::Claim {
             key,
@@ -308,7 +371,7 @@ fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
                 }
             }
             let new = Record::claimed(old.as_ref(), &req);
-            write(tables, &key, old.as_ref(), &new)?;
+            write(tables, changes, &key, old.as_ref(), &new)?;
             Ok(Answer::Claim(
                 reply,
                 Ok(ClaimOutcome::Claimed { fence: new.fence }),
@@ -346,7 +409,7 @@ fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
                     new.response = None;
                 }
             }
-            write(tables, &key, Some(&old), &new)?;
+            write(tables, changes, &key, Some(&old), &new)?;
             Ok(Answer::Update(reply, Ok(())))
         }
         Op::Sweep { now, batch, reply } => {
@@ -369,24 +432,26 @@ fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
                     break;
                 }
                 tables.1.remove((*at, key.as_str())).map_err(error)?;
+                changes.index_remove(*at, key);
                 let record = match read(&tables.0, key)? {
                     Ok(Some(r)) => r,
                     // Gone, or unreadable (deleted: it can never be used).
                     Ok(None) => continue,
                     Err(_) => {
                         tables.0.remove(key.as_str()).map_err(error)?;
+                        changes.remove(key);
                         deleted += 1;
                         continue;
                     }
                 };
                 if record.expires_at <= now {
                     tables.0.remove(key.as_str()).map_err(error)?;
+                    changes.remove(key);
                     deleted += 1;
                 } else {
-                    tables
-                        .1
-                        .insert((record.expires_at.as_millis(), key.as_str()), ())
-                        .map_err(error)?;
+                    let at = record.expires_at.as_millis();
+                    tables.1.insert((at, key.as_str()), ()).map_err(error)?;
+                    changes.index_put(at, key);
                 }
             }
             Ok(Answer::Sweep(reply, Ok(deleted)))
@@ -414,19 +479,18 @@ fn read(
 /// reaches it, so the writes on the request path touch one table.
 fn write(
     tables: &mut Tables<'_>,
+    changes: &mut Changes,
     key: &str,
     old: Option<&Record>,
     new: &Record,
 ) -> Result<(), StoreError> {
-    tables
-        .0
-        .insert(key, new.encode().as_slice())
-        .map_err(error)?;
+    let value = new.encode();
+    tables.0.insert(key, value.as_slice()).map_err(error)?;
+    changes.put(key, &value);
     if old.is_none() {
-        tables
-            .1
-            .insert((new.expires_at.as_millis(), key), ())
-            .map_err(error)?;
+        let at = new.expires_at.as_millis();
+        tables.1.insert((at, key), ()).map_err(error)?;
+        changes.index_put(at, key);
     }
     Ok(())
 }
