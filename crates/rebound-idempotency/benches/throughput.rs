@@ -9,6 +9,10 @@
 //!   cargo bench -p rebound-idempotency --all-features --bench throughput
 //! ```
 //! Stores whose variable is unset (or whose feature is off) are skipped.
+//! `REBOUND_BENCH_STORES=memory,redb` picks stores (`redb-nolog`, redb
+//! without its write-ahead log, runs only when named there);
+//! `REBOUND_BENCH_LATENCY_ONLY=1` skips the throughput part;
+//! `REBOUND_BENCH_REDB_LOG_SIZE` sets the redb store's log size in bytes.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +80,11 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
     {
         let path = std::env::temp_dir().join(format!("rebound-bench-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let store = Arc::new(rebound_idempotency::RedbStore::open(&path).unwrap());
+        let mut options = rebound_idempotency::RedbStore::options();
+        if let Ok(size) = std::env::var("REBOUND_BENCH_REDB_LOG_SIZE") {
+            options = options.log_size(size.parse().expect("REBOUND_BENCH_REDB_LOG_SIZE: bytes"));
+        }
+        let store = Arc::new(options.open(&path).unwrap());
         let _ = REDB.set(store.clone());
         out.push(("redb", store));
         // The same without the write-ahead log: every batch a durable redb
