@@ -256,9 +256,9 @@ impl Log {
             }
             file.sync_all()?;
         }
-        if created {
-            // The new file's name must be durable before an entry in it is
-            // relied on.
+        // The new file's name must be durable before an entry in it is
+        // relied on (directories are synced this way on Unix only).
+        if created && cfg!(unix) {
             if let Some(dir) = path.parent() {
                 let dir = if dir.as_os_str().is_empty() {
                     Path::new(".")

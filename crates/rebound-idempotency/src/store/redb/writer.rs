@@ -262,7 +262,10 @@ impl Writer {
                 answers
             }
             Err(e) => {
-                if matches!(e, StoreError::Unavailable { .. }) {
+                // With a log, the failed batch may be in it though not in
+                // the database: reopening replays the log, so that the
+                // database is again what a restart would see.
+                if matches!(e, StoreError::Unavailable { .. }) || self.log.is_some() {
                     self.shared.broken.store(true, Ordering::Release);
                 }
                 tracing::warn!(error = %e, ops = answers.len() + batch.len(), "redb idempotency store: write transaction failed");
