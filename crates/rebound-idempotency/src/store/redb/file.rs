@@ -1,9 +1,10 @@
 //! The database file, its log and its writer thread.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -53,6 +54,10 @@ pub(super) struct Shared {
     pub commits: AtomicU64,
     pub reopened: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Keys written by batches committed to the database but not yet synced
+    /// in the log, with the sequence number of the last such batch: the
+    /// read path leaves them to the writer.
+    pub pending: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 /// Whether a redb error means the file or disk failed: the database must be
@@ -179,6 +184,7 @@ impl DbFile {
             commits: AtomicU64::new(0),
             reopened: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
@@ -232,7 +238,15 @@ impl DbFile {
         let records = tx.open_table(RECORDS).ok()?;
         let value = records.get(req.key).ok()??;
         let rec = Record::decode(value.value()).ok()?;
-        (!rec.claimable(req.now)).then(|| rec.outcome_when_held(req))
+        let held = (!rec.claimable(req.now)).then(|| rec.outcome_when_held(req))?;
+        // Checked after the read: a batch's keys are pending before it is
+        // visible, until it is synced.
+        let pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (!pending.contains_key(req.key)).then_some(held)
     }
 }
 

@@ -21,6 +21,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -51,6 +52,8 @@ const INDEX_REMOVE: u8 = 4;
 #[derive(Default)]
 pub(super) struct Changes {
     buf: Vec<u8>,
+    /// The records' keys written or deleted.
+    pub(super) keys: Vec<String>,
 }
 
 impl Changes {
@@ -59,12 +62,14 @@ impl Changes {
     }
 
     pub(super) fn put(&mut self, key: &str, value: &[u8]) {
+        self.keys.push(key.to_owned());
         self.buf.push(PUT);
         self.bytes(key.as_bytes());
         self.bytes(value);
     }
 
     pub(super) fn remove(&mut self, key: &str) {
+        self.keys.push(key.to_owned());
         self.buf.push(REMOVE);
         self.bytes(key.as_bytes());
     }
@@ -174,7 +179,7 @@ fn checksum(lsn: u64, payload: &[u8]) -> u64 {
 /// The log file of one database, owned by its writer thread.
 #[derive(Debug)]
 pub(super) struct Log {
-    file: File,
+    file: Arc<File>,
     capacity: u64,
     /// Where the next entry goes.
     offset: u64,
@@ -269,7 +274,7 @@ impl Log {
             }
         }
         let log = Log {
-            file,
+            file: Arc::new(file),
             capacity: capacity.max(len),
             offset: 0,
             next_lsn: previous.unwrap_or(0).max(checkpoint) + 1,
@@ -289,7 +294,15 @@ impl Log {
 
     /// Write an entry of `changes` and sync it: one write, one
     /// `fdatasync`. Only call if [`fits`](Self::fits).
+    #[cfg(test)]
     pub(super) fn append(&mut self, changes: &Changes) -> io::Result<()> {
+        self.write(changes)?;
+        self.file.sync_data()
+    }
+
+    /// Write an entry of `changes`, not yet synced (see [`file`](Self::file)):
+    /// its sequence number. Only call if [`fits`](Self::fits).
+    pub(super) fn write(&mut self, changes: &Changes) -> io::Result<u64> {
         let lsn = self.next_lsn;
         let mut entry = Vec::with_capacity(HEADER + changes.buf.len());
         entry.extend_from_slice(&MAGIC.to_le_bytes());
@@ -298,10 +311,14 @@ impl Log {
         entry.extend_from_slice(&checksum(lsn, &changes.buf).to_le_bytes());
         entry.extend_from_slice(&changes.buf);
         write_at(&self.file, &entry, self.offset)?;
-        self.file.sync_data()?;
         self.offset += entry.len() as u64;
         self.next_lsn += 1;
-        Ok(())
+        Ok(lsn)
+    }
+
+    /// The log file, to sync what was written.
+    pub(super) fn file(&self) -> Arc<File> {
+        self.file.clone()
     }
 
     /// A durable commit now covers every entry: write from the start again.

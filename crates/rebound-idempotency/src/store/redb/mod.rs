@@ -19,8 +19,13 @@
 //! changed, its allocator records and its header wherever they lie in the
 //! file, then syncs. Instead, what a batch changed is appended to a log
 //! beside the database (`<file>.log`, a fixed size, zero-filled once) with
-//! one sequential write and one `fdatasync`, and the batch's transaction then
-//! commits without a sync; readers see a batch only once it is in the log.
+//! one sequential write, the batch's transaction commits without a sync, and
+//! a second thread syncs the log (`fdatasync`) while the writer goes on with
+//! the next batch: the B-tree work of one batch overlaps the sync of the
+//! ones before, and one sync covers every batch written meanwhile. A batch is
+//! answered only once a sync covering it has returned, and until then the
+//! read path leaves its keys to the writer: nobody sees a write before it is
+//! durable.
 //! When the log is full, a batch commits durably in redb (a checkpoint) and
 //! the log starts over, so neither file grows with the traffic. Opening the
 //! file applies the log's entries after the last checkpoint again. The log's
@@ -46,6 +51,7 @@
 
 mod file;
 mod log;
+mod sync;
 mod writer;
 
 use std::path::Path;

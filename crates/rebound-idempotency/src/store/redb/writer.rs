@@ -1,6 +1,7 @@
 //! The writer thread of one redb file: takes every write waiting in its
 //! queue into one transaction and commits them together (group commit),
-//! then answers each; reopens the file after an I/O error.
+//! then answers each — with a write-ahead log, through the syncer thread
+//! once the log is synced; reopens the file after an I/O error.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -13,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::file::{error, log_error, open_file, record_checkpoint, Shared, EXPIRY, RECORDS};
 use super::log::{Changes, Log};
+use super::sync::{sync_loop, Unsynced};
 use crate::record::{ClaimOutcome, ClaimRequest, Fingerprint, Record, State};
 use crate::store::StoreError;
 use crate::time::Timestamp;
@@ -62,7 +64,7 @@ pub(super) enum Change {
 }
 
 /// An answer computed inside the transaction, sent once it commits.
-enum Answer {
+pub(super) enum Answer {
     Claim(
         oneshot::Sender<Result<ClaimOutcome, StoreError>>,
         Result<ClaimOutcome, StoreError>,
@@ -84,7 +86,7 @@ impl Answer {
         matches!(self, Answer::Claim(_, Ok(ClaimOutcome::Claimed { .. })))
     }
 
-    fn send(self) {
+    pub(super) fn send(self) {
         // A caller that gave up waiting has dropped its receiver; its write
         // is committed all the same.
         match self {
@@ -94,7 +96,7 @@ impl Answer {
         }
     }
 
-    fn fail(self, e: &StoreError) {
+    pub(super) fn fail(self, e: &StoreError) {
         match self {
             Answer::Claim(tx, _) => drop(tx.send(Err(copy_error(e)))),
             Answer::Update(tx, _) => drop(tx.send(Err(copy_error(e)))),
@@ -132,6 +134,12 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     /// The write-ahead log, when commits are durable.
     log: Option<Log>,
+    /// The syncer thread, which syncs the log and answers the batches
+    /// written to it; with the log only.
+    syncer: Option<(mpsc::Sender<Unsynced>, std::thread::JoinHandle<()>)>,
+    /// Counts reopenings: a batch written before one is never synced after
+    /// a failure.
+    epoch: u64,
 }
 
 type Tables<'t> = (
@@ -141,7 +149,21 @@ type Tables<'t> = (
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>, log: Option<Log>) -> Self {
-        Writer { shared, log }
+        let syncer = shared.opening.log_size.map(|_| {
+            let (tx, rx) = mpsc::channel();
+            let sync_shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("rebound-idempotency-redb-sync".into())
+                .spawn(move || sync_loop(sync_shared, rx))
+                .expect("spawn the redb log syncer thread");
+            (tx, handle)
+        });
+        Writer {
+            shared,
+            log,
+            syncer,
+            epoch: 0,
+        }
     }
 
     /// Take the waiting writes, commit them together, answer them; again.
@@ -152,7 +174,9 @@ impl Writer {
     /// batch half as large as it could be. So before committing, the writer
     /// waits for the callers it just handed keys to, for at most half the
     /// last commit's time: with the cohorts merged, a batch carries the
-    /// writes in flight and a write waits for one commit, not two.
+    /// writes in flight and a write waits for one commit, not two. With the
+    /// log the writer does not wait: the syncer's sync is what batches
+    /// there, covering every batch written while the previous one ran.
     pub(super) fn run(mut self, ops: mpsc::Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut expected = 1;
@@ -161,7 +185,14 @@ impl Writer {
             if batch.is_empty() {
                 match ops.recv() {
                     Ok(op) => batch.push(op),
-                    Err(_) => return self.checkpoint_on_close(),
+                    Err(_) => {
+                        self.checkpoint_on_close();
+                        if let Some((tx, handle)) = self.syncer.take() {
+                            drop(tx);
+                            let _ = handle.join();
+                        }
+                        return;
+                    }
                 }
             }
             let deadline = Instant::now() + window;
@@ -184,7 +215,11 @@ impl Writer {
             }
             let started = Instant::now();
             let answers = self.commit(&mut batch);
-            window = (started.elapsed() / 2).min(MAX_GATHER);
+            window = if self.syncer.is_some() {
+                Duration::ZERO
+            } else {
+                (started.elapsed() / 2).min(MAX_GATHER)
+            };
             // Writes that queued during the commit came from other callers;
             // those handed a key now will be back with its completion:
             // expect both.
@@ -203,11 +238,13 @@ impl Writer {
     /// the answers, to send. A failed transaction fails every op in it
     /// (answered here).
     ///
-    /// With the log, what the batch changed is appended to it and synced
-    /// before the transaction commits without a sync of its own; readers see
-    /// the batch only once it is durable. A batch whose changes do not fit
-    /// in the rest of the log commits durably in redb instead, which
-    /// covers every entry so far (a checkpoint); the log then starts over.
+    /// With the log, what the batch changed is written to it (its keys
+    /// marked pending first, so the read path leaves them to the writer),
+    /// the transaction commits without a sync, and the batch goes to the
+    /// syncer, which answers it once the log is synced (none to send here).
+    /// A batch whose changes do not fit in the rest of the log commits
+    /// durably in redb instead, which covers every entry so far (a
+    /// checkpoint); the log then starts over.
     fn commit(&mut self, batch: &mut Vec<Op>) -> Vec<Answer> {
         let db = match self.database() {
             Ok(db) => db,
@@ -217,7 +254,7 @@ impl Writer {
             }
         };
         let mut answers = Vec::with_capacity(batch.len());
-        let result = (|| -> Result<bool, StoreError> {
+        let result = (|| -> Result<Option<Unsynced>, StoreError> {
             let mut tx = db.begin_write().map_err(error)?;
             let mut changes = Changes::default();
             {
@@ -229,37 +266,60 @@ impl Writer {
                     answers.push(apply(&mut tables, &mut changes, op)?);
                 }
             }
-            let checkpoint = match self.log.as_mut() {
+            let handoff = match self.log.as_mut() {
                 None => {
                     tx.set_durability(self.shared.durability).map_err(error)?;
-                    false
+                    None
                 }
                 Some(log) if log.fits(&changes) => {
-                    if !changes.is_empty() {
-                        log.append(&changes).map_err(log_error)?;
-                    }
+                    let lsn = if changes.is_empty() {
+                        0
+                    } else {
+                        let lsn = log.write(&changes).map_err(log_error)?;
+                        let mut pending = self
+                            .shared
+                            .pending
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        for key in &changes.keys {
+                            pending.insert(key.clone(), (self.epoch, lsn));
+                        }
+                        lsn
+                    };
                     tx.set_durability(Durability::None).map_err(error)?;
-                    false
+                    Some(Unsynced {
+                        epoch: self.epoch,
+                        lsn,
+                        keys: std::mem::take(&mut changes.keys),
+                        file: log.file(),
+                        answers: Vec::new(),
+                    })
                 }
                 Some(log) => {
                     record_checkpoint(&tx, log.last_lsn())?;
                     tx.set_durability(Durability::Immediate).map_err(error)?;
-                    true
+                    log.checkpointed();
+                    self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    None
                 }
             };
             tx.commit().map_err(error)?;
-            Ok(checkpoint)
+            Ok(handoff)
         })();
         match result {
-            Ok(checkpoint) => {
-                if checkpoint {
-                    if let Some(log) = self.log.as_mut() {
-                        log.checkpointed();
-                    }
-                    self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
-                }
+            Ok(handoff) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
-                answers
+                match (handoff, &self.syncer) {
+                    (Some(mut unsynced), Some((syncer, _))) => {
+                        unsynced.answers = answers;
+                        if let Err(mpsc::SendError(u)) = syncer.send(unsynced) {
+                            let e = log_error(std::io::Error::other("the log syncer has stopped"));
+                            u.answers.into_iter().for_each(|a| a.fail(&e));
+                        }
+                        Vec::new()
+                    }
+                    _ => answers,
+                }
             }
             Err(e) => {
                 // With a log, the failed batch may be in it though not in
@@ -333,6 +393,12 @@ impl Writer {
             }
         }
         self.log = None;
+        self.epoch += 1;
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let (db, log) = open_file(&self.shared.path, &self.shared.opening)?;
         let db = Arc::new(db);
         self.log = log;
