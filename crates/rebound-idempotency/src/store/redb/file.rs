@@ -266,3 +266,58 @@ impl Shared {
         self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::record::{ClaimOutcome, ClaimRequest, Fingerprint};
+    use crate::store::Store;
+    use crate::time::Timestamp;
+    use crate::RedbStore;
+
+    /// A key whose last write is not yet synced in the log is not answered
+    /// from a read transaction: the claim goes to the writer.
+    #[tokio::test]
+    async fn the_read_path_leaves_unsynced_keys_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("x.redb")).unwrap();
+        let req = ClaimRequest {
+            key: "k",
+            fingerprint: Fingerprint::of(&[b"a"]),
+            now: Timestamp::from_millis(1_000_000),
+            lease: Duration::from_secs(5),
+            ttl: Duration::from_secs(60),
+        };
+        let ClaimOutcome::Claimed { fence } = store.claim(req).await.unwrap() else {
+            panic!("not claimed")
+        };
+        store
+            .complete(
+                "k",
+                fence,
+                bytes::Bytes::from_static(b"r"),
+                req.now,
+                req.ttl,
+            )
+            .await
+            .unwrap();
+        let file = &store.inner.file;
+        assert!(file.shared.pending.lock().unwrap().is_empty(), "synced");
+        assert_eq!(
+            file.read_claim(&req),
+            Some(ClaimOutcome::Completed(bytes::Bytes::from_static(b"r")))
+        );
+        file.shared
+            .pending
+            .lock()
+            .unwrap()
+            .insert("k".to_owned(), (0, u64::MAX));
+        assert_eq!(file.read_claim(&req), None);
+        // The writer answers it (after a sync).
+        assert_eq!(
+            store.claim(req).await.unwrap(),
+            ClaimOutcome::Completed(bytes::Bytes::from_static(b"r"))
+        );
+    }
+}
