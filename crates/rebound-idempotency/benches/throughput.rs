@@ -9,6 +9,10 @@
 //!   cargo bench -p rebound-idempotency --all-features --bench throughput
 //! ```
 //! Stores whose variable is unset (or whose feature is off) are skipped.
+//! `REBOUND_BENCH_STORES=memory,redb` picks stores (`redb-nolog`, redb
+//! without its write-ahead log, runs only when named there);
+//! `REBOUND_BENCH_LATENCY_ONLY=1` skips the throughput part;
+//! `REBOUND_BENCH_REDB_LOG_SIZE` sets the redb store's log size in bytes.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,9 +80,23 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
     {
         let path = std::env::temp_dir().join(format!("rebound-bench-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let store = Arc::new(rebound_idempotency::RedbStore::open(&path).unwrap());
+        let mut options = rebound_idempotency::RedbStore::options();
+        if let Ok(size) = std::env::var("REBOUND_BENCH_REDB_LOG_SIZE") {
+            options = options.log_size(size.parse().expect("REBOUND_BENCH_REDB_LOG_SIZE: bytes"));
+        }
+        let store = Arc::new(options.open(&path).unwrap());
         let _ = REDB.set(store.clone());
         out.push(("redb", store));
+        // The same without the write-ahead log: every batch a durable redb
+        // commit (named only in REBOUND_BENCH_STORES, to compare).
+        let path =
+            std::env::temp_dir().join(format!("rebound-bench-{}-nolog.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = rebound_idempotency::RedbStore::options()
+            .log_size(0)
+            .open(&path)
+            .unwrap();
+        out.push(("redb-nolog", Arc::new(store)));
     }
     #[cfg(feature = "redis")]
     match std::env::var("REBOUND_REDIS_URL") {
@@ -119,10 +137,8 @@ fn targets(rt: &tokio::runtime::Runtime) -> Vec<Target> {
             store: None,
         }];
         for (name, store) in stores().await {
-            if only
-                .as_deref()
-                .is_some_and(|o| !o.split(',').any(|s| s == name))
-            {
+            let named = only.as_deref().map(|o| o.split(',').any(|s| s == name));
+            if named == Some(false) || (named.is_none() && name == "redb-nolog") {
                 continue;
             }
             let layer = IdempotencyLayer::builder_shared(store.clone())
@@ -502,7 +518,11 @@ fn main() {
     latency(&rt, &targets);
     #[cfg(feature = "redb")]
     if let Some(redb) = REDB.get() {
-        println!("\nredb: {} commits (one fsync each) for every claim, completion and renewal of this run", redb.commits());
+        println!(
+            "\nredb: {} commits (one fsync each) for every claim, completion and renewal of this run, {} of them checkpoints",
+            redb.commits(),
+            redb.checkpoints()
+        );
     }
     round_trips(&rt);
     #[cfg(feature = "postgres")]
@@ -521,8 +541,11 @@ fn main() {
         });
     }
     #[cfg(feature = "redb")]
-    let _ = std::fs::remove_file(
-        std::env::temp_dir().join(format!("rebound-bench-{}.redb", std::process::id())),
-    );
+    for file in ["", "-nolog"] {
+        let path =
+            std::env::temp_dir().join(format!("rebound-bench-{}{file}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("redb.log"));
+    }
     c.final_summary();
 }

@@ -89,7 +89,7 @@
 //! | store | feature | for |
 //! |---|---|---|
 //! | [`MemoryStore`] | always | tests, one process |
-//! | [`RedbStore`] | `redb` (default) | one host, durable file (group commit), no server |
+//! | [`RedbStore`] | `redb` (default) | one host, durable file (write-ahead log, group commit), no server |
 //! | [`RedisStore`] | `redis` | a fleet; one Lua script per operation, Cluster-safe keys |
 //! | [`PostgresStore`] | `postgres` | a fleet; `INSERT … ON CONFLICT`, fenced `UPDATE` |
 //!

@@ -32,6 +32,7 @@ fn child_process() {
     match role.split_once(':') {
         Some(("serve", path)) => rt.block_on(serve_until_killed(PathBuf::from(path))),
         Some(("fault", path)) => rt.block_on(fault_then_recover(PathBuf::from(path))),
+        Some(("log", path)) => rt.block_on(write_through_a_small_log(PathBuf::from(path))),
         _ => panic!("unknown child role {role}"),
     }
 }
@@ -215,4 +216,128 @@ async fn recovers_after_a_write_fault_is_lifted() {
         Some("recovered"),
         "{said:?}"
     );
+}
+
+/// The write-ahead log size of the log test: small, so that its writes go
+/// round the log several times.
+const SMALL_LOG: u64 = 16 * 1024;
+const LOG_T0: u64 = 1_000_000;
+
+fn log_claim(key: &str, now: u64, ttl: Duration) -> rebound_idempotency::ClaimRequest<'_> {
+    rebound_idempotency::ClaimRequest {
+        key,
+        fingerprint: rebound_idempotency::Fingerprint::of(&[b"a"]),
+        now: rebound_idempotency::Timestamp::from_millis(now),
+        lease: Duration::from_secs(5),
+        ttl,
+    }
+}
+
+/// The child: through a 16 KiB log, 100 short-lived and 200 long-lived
+/// keys claimed and completed, one key claimed and left in progress, the
+/// short-lived ones swept; then wait to be killed.
+async fn write_through_a_small_log(path: PathBuf) {
+    use rebound_idempotency::{ClaimOutcome, Store, Timestamp};
+    let store = RedbStore::options()
+        .log_size(SMALL_LOG)
+        .open(&path)
+        .unwrap();
+    for i in 0..300 {
+        let key = format!("k{i}");
+        let ttl = Duration::from_secs(if i < 100 { 1 } else { 60 });
+        let ClaimOutcome::Claimed { fence: 1 } =
+            store.claim(log_claim(&key, LOG_T0, ttl)).await.unwrap()
+        else {
+            panic!("{key} not claimed")
+        };
+        let body = bytes::Bytes::from(format!("response {i} {}", "x".repeat(64)));
+        store
+            .complete(&key, 1, body, Timestamp::from_millis(LOG_T0), ttl)
+            .await
+            .unwrap();
+    }
+    store
+        .claim(log_claim("held", LOG_T0, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let swept = store
+        .sweep(Timestamp::from_millis(LOG_T0 + 10_000), 1_000)
+        .await
+        .unwrap();
+    child::say(format!("swept {swept}"));
+    child::say(format!("checkpoints {}", store.checkpoints()));
+    child::say("ready");
+    std::future::pending::<()>().await;
+}
+
+/// Claims, completions and sweeps that went round a small write-ahead log
+/// several times survive `kill -9`: the last checkpoint plus the log's
+/// entries after it give back every record, and the log keeps its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_in_the_log_survive_kill_9() {
+    use rebound_idempotency::{ClaimOutcome, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idem.redb");
+    let (mut proc, mut lines) = child::spawn("child_process", &format!("log:{}", path.display()));
+    let said = tokio::task::spawn_blocking(move || {
+        let mut said = Vec::new();
+        while let Some(m) = lines.next_message() {
+            if m == "ready" {
+                return said;
+            }
+            said.push(m);
+        }
+        panic!("the child exited; it said {said:?}")
+    })
+    .await
+    .unwrap();
+    proc.kill().unwrap(); // SIGKILL
+    proc.wait().unwrap();
+    assert_eq!(said[0], "swept 100");
+    let checkpoints: u64 = said[1]
+        .strip_prefix("checkpoints ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(checkpoints >= 2, "the log went round {checkpoints} times");
+
+    let log = path.with_extension("redb.log");
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), SMALL_LOG);
+    let store = RedbStore::options()
+        .log_size(SMALL_LOG)
+        .open(&path)
+        .unwrap();
+    let later = LOG_T0 + 10_000;
+    for i in 100..300 {
+        let key = format!("k{i}");
+        let body = format!("response {i} {}", "x".repeat(64));
+        assert_eq!(
+            store
+                .claim(log_claim(&key, later, Duration::from_secs(60)))
+                .await
+                .unwrap(),
+            ClaimOutcome::Completed(body.into()),
+            "{key}"
+        );
+    }
+    // Swept: gone, so a new claim starts a new record (fence 1, not 2).
+    for i in 0..100 {
+        let key = format!("k{i}");
+        assert_eq!(
+            store
+                .claim(log_claim(&key, later, Duration::from_secs(1)))
+                .await
+                .unwrap(),
+            ClaimOutcome::Claimed { fence: 1 },
+            "{key}"
+        );
+    }
+    assert!(matches!(
+        store
+            .claim(log_claim("held", LOG_T0 + 1_000, Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        ClaimOutcome::InProgress { .. }
+    ));
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), SMALL_LOG);
 }

@@ -1,22 +1,35 @@
 //! An embedded, durable store on one file, backed by
 //! [redb](https://docs.rs/redb).
 //!
-//! **Durable.** Every claim, completion, renewal and release is committed
-//! with [`Durability::Immediate`]: when the call returns, it is on disk, and
-//! survives the process being killed (`kill -9`) or the machine losing power.
-//! A restarted process sees the dead holder's claim, refuses duplicates
-//! until its lease runs out, then hands the key over with a larger fencing
-//! token.
+//! **Durable.** Every claim, completion, renewal and release is on disk
+//! when the call returns, and survives the process being killed (`kill -9`)
+//! or the machine losing power. A restarted process sees the dead holder's
+//! claim, refuses duplicates until its lease runs out, then hands the key
+//! over with a larger fencing token.
 //!
-//! **Group commit.** redb has one writer and an fsync per commit. So that
-//! durability stays cheap, one writer thread takes every write waiting in
-//! its queue (up to 512) into one transaction and commits them together:
-//! concurrent claims and completions share one fsync. Under load the queue
-//! fills while the previous commit runs, so the batches grow with the load.
-//! A first-time request still waits for two commits (its claim before the
-//! handler runs, its response before the client gets it), so with `n`
-//! requests in flight a store serves at most `n / (2 × fsync time)` of them
-//! a second.
+//! **Group commit.** One writer thread takes every write waiting in its
+//! queue (up to 512) into one transaction, so concurrent claims and
+//! completions share one sync. Under load the queue fills while the
+//! previous commit runs, so the batches grow with the load. A first-time
+//! request still waits for two commits (its claim before the handler runs,
+//! its response before the client gets it), so with `n` requests in flight
+//! a store serves at most `n / (2 × commit time)` of them a second.
+//!
+//! **Write-ahead log.** A durable redb commit writes the B-tree pages it
+//! changed, its allocator records and its header wherever they lie in the
+//! file, then syncs. Instead, what a batch changed is appended to a log
+//! beside the database (`<file>.log`, a fixed size, zero-filled once) with
+//! one sequential write, the batch's transaction commits without a sync, and
+//! a second thread syncs the log (`fdatasync`) while the writer goes on with
+//! the next batch: the B-tree work of one batch overlaps the sync of the
+//! ones before, and one sync covers every batch written meanwhile. A batch is
+//! answered only once a sync covering it has returned, and until then the
+//! read path leaves its keys to the writer: nobody sees a write before it is
+//! durable.
+//! When the log is full, a batch commits durably in redb (a checkpoint) and
+//! the log starts over, so neither file grows with the traffic. Opening the
+//! file applies the log's entries after the last checkpoint again. The log's
+//! size is [`RedbOptions::log_size`].
 //!
 //! **Reads do not wait for the writer.** A claim first looks the key up in a
 //! read transaction, on the calling task; replays, duplicates in progress
@@ -27,13 +40,18 @@
 //! **Recovers from I/O errors.** After an I/O error (disk full, a file-size
 //! limit) redb refuses every further transaction until the database is
 //! reopened. This store then fails the batch (the layer answers 503), and
-//! reopens the file before the next batch; once the fault is lifted,
-//! requests succeed again without a restart.
+//! reopens the file (replaying its log) before the next batch; once the
+//! fault is lifted, requests succeed again without a restart. A write that
+//! failed this way may still have reached the log, and then takes effect
+//! when the file is reopened: a claim its caller was refused is then held
+//! until its lease runs out (never run twice).
 //!
 //! An index table ordered by expiry lets [`Store::sweep`] delete expired
 //! records in batches.
 
 mod file;
+mod log;
+mod sync;
 mod writer;
 
 use std::path::Path;
@@ -44,7 +62,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redb::Durability;
 
-use self::file::{DbFile, MakeBuilder};
+use self::file::{DbFile, MakeBuilder, Opening};
 use self::writer::{Change, Op};
 use crate::record::{ClaimOutcome, ClaimRequest};
 use crate::store::{Store, StoreError};
@@ -100,12 +118,17 @@ impl std::fmt::Debug for RedbStore {
 pub struct RedbOptions {
     durability: Durability,
     make_builder: Arc<MakeBuilder>,
+    log_size: u64,
 }
+
+/// The default size of the write-ahead log.
+const LOG_SIZE: u64 = 8 << 20;
 
 impl std::fmt::Debug for RedbOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbOptions")
             .field("durability", &self.durability)
+            .field("log_size", &self.log_size)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +138,7 @@ impl Default for RedbOptions {
         RedbOptions {
             durability: Durability::Immediate,
             make_builder: Arc::new(redb::Builder::new),
+            log_size: LOG_SIZE,
         }
     }
 }
@@ -126,7 +150,7 @@ impl RedbOptions {
     /// recent claims (a retry then runs a handler that had already started,
     /// with the same fencing token) and completions (a retry runs a
     /// completed request again). Only for work that is safe to run twice.
-    /// Default: every commit is fsynced.
+    /// No write-ahead log is written. Default: every batch is synced.
     pub fn without_fsync(mut self) -> Self {
         self.durability = Durability::None;
         self
@@ -143,9 +167,27 @@ impl RedbOptions {
         self
     }
 
-    /// Open (or create) the store's file at `path`.
+    /// The size of the write-ahead log beside the database file (see the
+    /// [module docs](crate::store::redb)), in bytes: written in full (with
+    /// zeros) when the log is created, never grown. A larger log means fewer
+    /// checkpoints (durable redb commits, each slower than a log append);
+    /// a batch larger than the log is committed as a checkpoint. An existing
+    /// larger log keeps its size. `0`: no log, every batch is a durable
+    /// redb commit. Default: 8 MiB.
+    pub fn log_size(mut self, bytes: u64) -> Self {
+        self.log_size = bytes;
+        self
+    }
+
+    /// Open (or create) the store's file at `path`, and its log at `path`
+    /// with `.log` appended.
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
-        let file = DbFile::open(path.as_ref().to_owned(), self.make_builder, self.durability)?;
+        let opening = Opening {
+            make_builder: self.make_builder,
+            log_size: (matches!(self.durability, Durability::Immediate) && self.log_size > 0)
+                .then_some(self.log_size),
+        };
+        let file = DbFile::open(path.as_ref().to_owned(), opening, self.durability)?;
         Ok(RedbStore {
             inner: Arc::new(Inner {
                 file,
@@ -172,9 +214,15 @@ impl RedbStore {
     }
 
     /// How many write transactions were committed (each holds a batch of
-    /// claims, completions, renewals and releases, and costs one fsync).
+    /// claims, completions, renewals and releases, and costs one sync).
     pub fn commits(&self) -> u64 {
         self.inner.file.commits()
+    }
+
+    /// How many of those commits were checkpoints: durable redb commits
+    /// made because the write-ahead log was full.
+    pub fn checkpoints(&self) -> u64 {
+        self.inner.file.checkpoints()
     }
 
     /// How many times the file was reopened after an I/O error.

@@ -1,6 +1,7 @@
 //! The writer thread of one redb file: takes every write waiting in its
 //! queue into one transaction and commits them together (group commit),
-//! then answers each; reopens the file after an I/O error.
+//! then answers each — with a write-ahead log, through the syncer thread
+//! once the log is synced; reopens the file after an I/O error.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -8,10 +9,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, ReadableTable};
+use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 
-use super::file::{error, open_file, Shared, EXPIRY, RECORDS};
+use super::file::{error, log_error, open_file, record_checkpoint, Shared, EXPIRY, RECORDS};
+use super::log::{Changes, Log};
+use super::sync::{sync_loop, Unsynced};
 use crate::record::{ClaimOutcome, ClaimRequest, Fingerprint, Record, State};
 use crate::store::StoreError;
 use crate::time::Timestamp;
@@ -61,7 +64,7 @@ pub(super) enum Change {
 }
 
 /// An answer computed inside the transaction, sent once it commits.
-enum Answer {
+pub(super) enum Answer {
     Claim(
         oneshot::Sender<Result<ClaimOutcome, StoreError>>,
         Result<ClaimOutcome, StoreError>,
@@ -83,7 +86,7 @@ impl Answer {
         matches!(self, Answer::Claim(_, Ok(ClaimOutcome::Claimed { .. })))
     }
 
-    fn send(self) {
+    pub(super) fn send(self) {
         // A caller that gave up waiting has dropped its receiver; its write
         // is committed all the same.
         match self {
@@ -93,7 +96,7 @@ impl Answer {
         }
     }
 
-    fn fail(self, e: &StoreError) {
+    pub(super) fn fail(self, e: &StoreError) {
         match self {
             Answer::Claim(tx, _) => drop(tx.send(Err(copy_error(e)))),
             Answer::Update(tx, _) => drop(tx.send(Err(copy_error(e)))),
@@ -129,6 +132,14 @@ fn copy_error(e: &StoreError) -> StoreError {
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
+    /// The write-ahead log, when commits are durable.
+    log: Option<Log>,
+    /// The syncer thread, which syncs the log and answers the batches
+    /// written to it; with the log only.
+    syncer: Option<(mpsc::Sender<Unsynced>, std::thread::JoinHandle<()>)>,
+    /// Counts reopenings: a batch written before one is never synced after
+    /// a failure.
+    epoch: u64,
 }
 
 type Tables<'t> = (
@@ -137,8 +148,22 @@ type Tables<'t> = (
 );
 
 impl Writer {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        Writer { shared }
+    pub(super) fn new(shared: Arc<Shared>, log: Option<Log>) -> Self {
+        let syncer = shared.opening.log_size.map(|_| {
+            let (tx, rx) = mpsc::channel();
+            let sync_shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("rebound-idempotency-redb-sync".into())
+                .spawn(move || sync_loop(sync_shared, rx))
+                .expect("spawn the redb log syncer thread");
+            (tx, handle)
+        });
+        Writer {
+            shared,
+            log,
+            syncer,
+            epoch: 0,
+        }
     }
 
     /// Take the waiting writes, commit them together, answer them; again.
@@ -149,8 +174,10 @@ impl Writer {
     /// batch half as large as it could be. So before committing, the writer
     /// waits for the callers it just handed keys to, for at most half the
     /// last commit's time: with the cohorts merged, a batch carries the
-    /// writes in flight and a write waits for one commit, not two.
-    pub(super) fn run(self, ops: mpsc::Receiver<Op>) {
+    /// writes in flight and a write waits for one commit, not two. With the
+    /// log the writer does not wait: the syncer's sync is what batches
+    /// there, covering every batch written while the previous one ran.
+    pub(super) fn run(mut self, ops: mpsc::Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut expected = 1;
         let mut window = Duration::ZERO;
@@ -158,7 +185,14 @@ impl Writer {
             if batch.is_empty() {
                 match ops.recv() {
                     Ok(op) => batch.push(op),
-                    Err(_) => return,
+                    Err(_) => {
+                        self.checkpoint_on_close();
+                        if let Some((tx, handle)) = self.syncer.take() {
+                            drop(tx);
+                            let _ = handle.join();
+                        }
+                        return;
+                    }
                 }
             }
             let deadline = Instant::now() + window;
@@ -181,7 +215,11 @@ impl Writer {
             }
             let started = Instant::now();
             let answers = self.commit(&mut batch);
-            window = (started.elapsed() / 2).min(MAX_GATHER);
+            window = if self.syncer.is_some() {
+                Duration::ZERO
+            } else {
+                (started.elapsed() / 2).min(MAX_GATHER)
+            };
             // Writes that queued during the commit came from other callers;
             // those handed a key now will be back with its completion:
             // expect both.
@@ -199,7 +237,15 @@ impl Writer {
     /// Apply every op of `batch` in one write transaction and commit it;
     /// the answers, to send. A failed transaction fails every op in it
     /// (answered here).
-    fn commit(&self, batch: &mut Vec<Op>) -> Vec<Answer> {
+    ///
+    /// With the log, what the batch changed is written to it (its keys
+    /// marked pending first, so the read path leaves them to the writer),
+    /// the transaction commits without a sync, and the batch goes to the
+    /// syncer, which answers it once the log is synced (none to send here).
+    /// A batch whose changes do not fit in the rest of the log commits
+    /// durably in redb instead, which covers every entry so far (a
+    /// checkpoint); the log then starts over.
+    fn commit(&mut self, batch: &mut Vec<Op>) -> Vec<Answer> {
         let db = match self.database() {
             Ok(db) => db,
             Err(e) => {
@@ -208,28 +254,78 @@ impl Writer {
             }
         };
         let mut answers = Vec::with_capacity(batch.len());
-        let result = (|| -> Result<(), StoreError> {
+        let result = (|| -> Result<Option<Unsynced>, StoreError> {
             let mut tx = db.begin_write().map_err(error)?;
-            tx.set_durability(self.shared.durability).map_err(error)?;
+            let mut changes = Changes::default();
             {
                 let mut tables = (
                     tx.open_table(RECORDS).map_err(error)?,
                     tx.open_table(EXPIRY).map_err(error)?,
                 );
                 for op in batch.drain(..) {
-                    answers.push(apply(&mut tables, op)?);
+                    answers.push(apply(&mut tables, &mut changes, op)?);
                 }
             }
+            let handoff = match self.log.as_mut() {
+                None => {
+                    tx.set_durability(self.shared.durability).map_err(error)?;
+                    None
+                }
+                Some(log) if log.fits(&changes) => {
+                    let lsn = if changes.is_empty() {
+                        0
+                    } else {
+                        let lsn = log.write(&changes).map_err(log_error)?;
+                        let mut pending = self
+                            .shared
+                            .pending
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        for key in &changes.keys {
+                            pending.insert(key.clone(), (self.epoch, lsn));
+                        }
+                        lsn
+                    };
+                    tx.set_durability(Durability::None).map_err(error)?;
+                    Some(Unsynced {
+                        epoch: self.epoch,
+                        lsn,
+                        keys: std::mem::take(&mut changes.keys),
+                        file: log.file(),
+                        answers: Vec::new(),
+                    })
+                }
+                Some(log) => {
+                    record_checkpoint(&tx, log.last_lsn())?;
+                    tx.set_durability(Durability::Immediate).map_err(error)?;
+                    log.checkpointed();
+                    self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            };
             tx.commit().map_err(error)?;
-            Ok(())
+            Ok(handoff)
         })();
         match result {
-            Ok(()) => {
+            Ok(handoff) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
-                answers
+                match (handoff, &self.syncer) {
+                    (Some(mut unsynced), Some((syncer, _))) => {
+                        unsynced.answers = answers;
+                        if let Err(mpsc::SendError(u)) = syncer.send(unsynced) {
+                            let e = log_error(std::io::Error::other("the log syncer has stopped"));
+                            u.answers.into_iter().for_each(|a| a.fail(&e));
+                        }
+                        Vec::new()
+                    }
+                    _ => answers,
+                }
             }
             Err(e) => {
-                if matches!(e, StoreError::Unavailable { .. }) {
+                // With a log, the failed batch may be in it though not in
+                // the database: reopening replays the log, so that the
+                // database is again what a restart would see.
+                if matches!(e, StoreError::Unavailable { .. }) || self.log.is_some() {
                     self.shared.broken.store(true, Ordering::Release);
                 }
                 tracing::warn!(error = %e, ops = answers.len() + batch.len(), "redb idempotency store: write transaction failed");
@@ -240,8 +336,35 @@ impl Writer {
         }
     }
 
+    /// On close: a durable commit that covers the log, so the next open
+    /// has nothing to replay.
+    fn checkpoint_on_close(&mut self) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        if self.shared.broken.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(db) = self.shared.current() else {
+            return;
+        };
+        let result = (|| -> Result<(), StoreError> {
+            let mut tx = db.begin_write().map_err(error)?;
+            record_checkpoint(&tx, log.last_lsn())?;
+            tx.set_durability(Durability::Immediate).map_err(error)?;
+            tx.commit().map_err(error)
+        })();
+        match result {
+            Ok(()) => log.checkpointed(),
+            // The log still holds every entry: the next open replays them.
+            Err(e) => {
+                tracing::warn!(error = %e, "redb idempotency store: checkpoint on close failed")
+            }
+        }
+    }
+
     /// The open database, reopened first if an I/O error broke it.
-    fn database(&self) -> Result<Arc<Database>, StoreError> {
+    fn database(&mut self) -> Result<Arc<Database>, StoreError> {
         if !self.shared.broken.load(Ordering::Acquire) {
             if let Some(db) = self.shared.current() {
                 return Ok(db);
@@ -269,7 +392,16 @@ impl Writer {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        let db = Arc::new(open_file(&self.shared.path, &*self.shared.make_builder)?);
+        self.log = None;
+        self.epoch += 1;
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let (db, log) = open_file(&self.shared.path, &self.shared.opening)?;
+        let db = Arc::new(db);
+        self.log = log;
         *self.shared.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
         self.shared.broken.store(false, Ordering::Release);
         self.shared.reopened.fetch_add(1, Ordering::Relaxed);
@@ -281,7 +413,7 @@ impl Writer {
 /// Apply one op inside the batch's transaction. A storage error fails the
 /// whole batch (`Err`); a per-op outcome (fence rejected, corrupt record) is
 /// that op's answer.
-fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
+fn apply(tables: &mut Tables<'_>, changes: &mut Changes, op: Op) -> Result<Answer, StoreError> {
     match op {
         Op::Claim {
             key,
@@ -308,7 +440,7 @@ fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
                 }
             }
             let new = Record::claimed(old.as_ref(), &req);
-            write(tables, &key, old.as_ref(), &new)?;
+            write(tables, changes, &key, old.as_ref(), &new)?;
             Ok(Answer::Claim(
                 reply,
                 Ok(ClaimOutcome::Claimed { fence: new.fence }),
@@ -346,7 +478,7 @@ fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
                     new.response = None;
                 }
             }
-            write(tables, &key, Some(&old), &new)?;
+            write(tables, changes, &key, Some(&old), &new)?;
             Ok(Answer::Update(reply, Ok(())))
         }
         Op::Sweep { now, batch, reply } => {
@@ -369,24 +501,26 @@ fn apply(tables: &mut Tables<'_>, op: Op) -> Result<Answer, StoreError> {
                     break;
                 }
                 tables.1.remove((*at, key.as_str())).map_err(error)?;
+                changes.index_remove(*at, key);
                 let record = match read(&tables.0, key)? {
                     Ok(Some(r)) => r,
                     // Gone, or unreadable (deleted: it can never be used).
                     Ok(None) => continue,
                     Err(_) => {
                         tables.0.remove(key.as_str()).map_err(error)?;
+                        changes.remove(key);
                         deleted += 1;
                         continue;
                     }
                 };
                 if record.expires_at <= now {
                     tables.0.remove(key.as_str()).map_err(error)?;
+                    changes.remove(key);
                     deleted += 1;
                 } else {
-                    tables
-                        .1
-                        .insert((record.expires_at.as_millis(), key.as_str()), ())
-                        .map_err(error)?;
+                    let at = record.expires_at.as_millis();
+                    tables.1.insert((at, key.as_str()), ()).map_err(error)?;
+                    changes.index_put(at, key);
                 }
             }
             Ok(Answer::Sweep(reply, Ok(deleted)))
@@ -414,19 +548,18 @@ fn read(
 /// reaches it, so the writes on the request path touch one table.
 fn write(
     tables: &mut Tables<'_>,
+    changes: &mut Changes,
     key: &str,
     old: Option<&Record>,
     new: &Record,
 ) -> Result<(), StoreError> {
-    tables
-        .0
-        .insert(key, new.encode().as_slice())
-        .map_err(error)?;
+    let value = new.encode();
+    tables.0.insert(key, value.as_slice()).map_err(error)?;
+    changes.put(key, &value);
     if old.is_none() {
-        tables
-            .1
-            .insert((new.expires_at.as_millis(), key), ())
-            .map_err(error)?;
+        let at = new.expires_at.as_millis();
+        tables.1.insert((at, key), ()).map_err(error)?;
+        changes.index_put(at, key);
     }
     Ok(())
 }
