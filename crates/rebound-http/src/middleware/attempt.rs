@@ -9,15 +9,15 @@ use http::Extensions;
 use rebound::retry::{Attempt, AttemptIo, RetryEvent};
 use rebound::{Decision, Failure, Outcome};
 use reqwest::{Request, Response};
-use tracing::instrument::{Instrument, Instrumented};
-
 use reqwest_middleware::Next;
+use tracing::instrument::{Instrument, Instrumented};
 
 use super::{Inner, RetryNotice};
 use crate::hosts::Host;
 
 /// What the rest of the middleware chain returns.
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub(super) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The middleware's side of the core's attempt loop: one request, the
 /// rest of the chain, and what each attempt needs.

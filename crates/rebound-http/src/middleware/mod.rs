@@ -31,7 +31,7 @@ use crate::classify::{HttpClassifier, MethodRule};
 use crate::error::{Error, NotRetried, RetryReport};
 use crate::hosts::{Host, Registry};
 use crate::telemetry;
-use attempt::{HttpAttempts, Lent};
+use attempt::{BoxFuture, HttpAttempts, Lent};
 
 /// The default name of the attempt-number header.
 pub const DEFAULT_ATTEMPT_HEADER: HeaderName = HeaderName::from_static("x-attempt-count");
@@ -139,11 +139,6 @@ pub struct RetryNotice<'a> {
     pub timed_out: bool,
 }
 
-/// The future [`RetryMiddleware`] answers with.
-type Handled<'f> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'f>,
->;
-
 // Written out rather than with `#[async_trait]`: the lookup of the host and
 // the method rules run before the future is made, so it holds the request
 // once (an `async fn` would keep its arguments beside the state they move
@@ -154,7 +149,7 @@ impl Middleware for RetryMiddleware {
         req: Request,
         extensions: &'e mut Extensions,
         next: Next<'n>,
-    ) -> Handled<'f>
+    ) -> BoxFuture<'f, reqwest_middleware::Result<Response>>
     where
         's: 'f,
         'e: 'f,
@@ -270,7 +265,7 @@ impl<'a> Call<'a> {
             .await;
             // Give the request's extensions back, as the last attempt left them.
             *ext = extensions.into_inner();
-            let (inner, host, started) = (self.inner, &*self.host, self.started);
+            let inner = self.inner;
             if let Some(Ok(response)) = report.last() {
                 let clean = report.stop() == Stop::Succeeded
                     && report.attempts() == 1
@@ -284,7 +279,7 @@ impl<'a> Call<'a> {
                     return Ok(response);
                 }
             }
-            let mut retry_report = inner.report(host, &report, started, self.not_retried.take());
+            let mut retry_report = self.report(&report);
             match report.into_last() {
                 Some(Ok(response)) if inner.error_on_give_up && retry_report.gave_up() => {
                     Err(reqwest_middleware::Error::middleware(Error {
@@ -315,21 +310,15 @@ impl<'a> Call<'a> {
             }
         }
     }
-}
 
-impl Inner {
-    fn report<T, E>(
-        &self,
-        host: &Host,
-        report: &Report<T, E>,
-        started: Instant,
-        not_retried: Option<NotRetried>,
-    ) -> RetryReport {
+    /// The report of a call that did not end cleanly on its first attempt.
+    fn report<T, E>(&mut self, report: &Report<T, E>) -> RetryReport {
+        let host = &*self.host;
         let stop = report.stop();
         // "Not retried" matters only when a retry would otherwise have been
         // tried: a transient failure on the one attempt allowed (not a
         // success, a permanent failure, or a breaker refusing the first).
-        let not_retried = not_retried.filter(|_| {
+        let not_retried = self.not_retried.take().filter(|_| {
             report.attempts() > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent)
         });
         if let Some(why) = &not_retried {
@@ -344,7 +333,7 @@ impl Inner {
                 .policy()
                 .clock()
                 .now()
-                .saturating_duration_since(started),
+                .saturating_duration_since(self.started),
             not_retried,
         }
     }
