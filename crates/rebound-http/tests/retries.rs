@@ -869,3 +869,60 @@ async fn extensions_pass_from_attempt_to_attempt_and_back() {
         "three attempts, each saw the last"
     );
 }
+
+/// An attempt cut off by its timeout while the rest of the chain holds the
+/// request's extensions: what it wrote before it was dropped stays, the
+/// next attempt sees it, and so does the caller.
+#[tokio::test(start_paused = true)]
+async fn extensions_survive_an_attempt_cut_off_by_its_timeout() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Seen(u32);
+    /// Writes the attempt's number, then hangs on the first attempt.
+    struct HangFirst;
+    #[async_trait::async_trait]
+    impl reqwest_middleware::Middleware for HangFirst {
+        async fn handle(
+            &self,
+            req: reqwest::Request,
+            ext: &mut http::Extensions,
+            next: reqwest_middleware::Next<'_>,
+        ) -> reqwest_middleware::Result<reqwest::Response> {
+            let n = ext.get::<Seen>().map_or(0, |s| s.0) + 1;
+            ext.insert(Seen(n));
+            if n == 1 {
+                std::future::pending::<()>().await;
+            }
+            next.run(req, ext).await
+        }
+    }
+    let server = TestServer::start(|_, _| status(200)).await;
+    let mw = RetryMiddleware::builder()
+        .policy(
+            RetryPolicy::builder()
+                .clock(Clock::tokio())
+                .attempt_timeout(Duration::from_secs(1))
+                .backoff(Backoff::constant(Duration::from_millis(10))),
+        )
+        .report_every_response(true)
+        .build()
+        .unwrap();
+    let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(mw)
+        .with(HangFirst)
+        .build();
+    let mut ext = http::Extensions::new();
+    let req = c.get(server.url("/")).build().unwrap();
+    let res = c.execute_with_extensions(req, &mut ext).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(RetryReport::of(&res).unwrap().attempts(), 2);
+    assert_eq!(
+        ext.get::<Seen>(),
+        Some(&Seen(2)),
+        "the cut-off attempt's write stayed"
+    );
+    assert_eq!(
+        server.count(),
+        1,
+        "only the second attempt reached the server"
+    );
+}

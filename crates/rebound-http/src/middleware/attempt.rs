@@ -12,6 +12,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::Next;
 use tracing::instrument::{Instrument, Instrumented};
 
+use super::loan::SerialLoan;
 use super::{Inner, RetryNotice};
 use crate::hosts::Host;
 
@@ -29,7 +30,7 @@ pub(super) struct HttpAttempts<'c> {
     pub(super) original: &'c mut Option<Request>,
     pub(super) next: Next<'c>,
     /// The request's extensions, lent to each attempt in turn.
-    pub(super) extensions: &'c Lent,
+    pub(super) extensions: SerialLoan<'c, Extensions>,
     /// When the attempt in flight started, on the policy's clock: a
     /// timeout of the client's own is reported as the time since then.
     pub(super) attempt_started: Instant,
@@ -38,6 +39,8 @@ pub(super) struct HttpAttempts<'c> {
 impl<'c> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'c> {
     type Attempt = HttpAttempt<'c>;
 
+    // The crate's one `unsafe` call: lending the extensions (see `loan`).
+    #[allow(unsafe_code)]
     fn start(&mut self, attempt: &Attempt) -> HttpAttempt<'c> {
         let number = attempt.number();
         // The last possible attempt sends the original; earlier ones a
@@ -77,12 +80,13 @@ impl<'c> AttemptIo<Response, reqwest_middleware::Error> for HttpAttempts<'c> {
                         .headers_mut()
                         .insert(name.clone(), attempt_number(number));
                 }
-                let next = self.next.clone();
-                let lent = self.extensions;
-                Box::pin(async move {
-                    let mut loan = lent.lend();
-                    next.run(request, loan.get()).await
-                })
+                // SAFETY: the attempt loop finishes or drops each attempt
+                // before it starts the next, and every attempt before it
+                // returns (the contract of `AttemptIo`, tested in the core);
+                // `Call::run` does not touch the extensions meanwhile. So the
+                // reference lent here is the only one alive while it is.
+                let extensions = unsafe { self.extensions.lend() };
+                self.next.clone().run(request, extensions)
             }
             // Unreachable: only the last attempt takes the original, and
             // only requests with replayable bodies get more than one.
@@ -203,54 +207,6 @@ impl std::future::Future for HttpAttempt<'_> {
             }
         };
         std::task::Poll::Ready(result.map_err(Failure::Error))
-    }
-}
-
-/// A request's extensions, lent to one attempt at a time: an attempt's
-/// future holds them while it runs (the rest of the chain may read and
-/// change them) and gives them back when it ends or is dropped, so the
-/// next attempt, and the caller, see them as it left them.
-pub(super) struct Lent(std::sync::Mutex<Extensions>);
-
-impl Lent {
-    pub(super) fn new(ext: Extensions) -> Self {
-        Lent(std::sync::Mutex::new(ext))
-    }
-
-    /// The extensions, taken out for one attempt.
-    fn lend(&self) -> Loan<'_> {
-        let ext = std::mem::take(&mut *self.lock());
-        Loan { home: self, ext }
-    }
-
-    pub(super) fn into_inner(self) -> Extensions {
-        self.0
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Extensions> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// One attempt's hold on the extensions: given back on drop.
-struct Loan<'l> {
-    home: &'l Lent,
-    ext: Extensions,
-}
-
-impl Loan<'_> {
-    fn get(&mut self) -> &mut Extensions {
-        &mut self.ext
-    }
-}
-
-impl Drop for Loan<'_> {
-    fn drop(&mut self) {
-        *self.home.lock() = std::mem::take(&mut self.ext);
     }
 }
 

@@ -12,6 +12,9 @@ mod builder;
 mod from_config;
 #[cfg(feature = "config")]
 mod live;
+// The crate's one module with `unsafe` code: see its docs.
+#[allow(unsafe_code)]
+mod loan;
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,7 +34,8 @@ use crate::classify::{HttpClassifier, MethodRule};
 use crate::error::{Error, NotRetried, RetryReport};
 use crate::hosts::{Host, Registry};
 use crate::telemetry;
-use attempt::{BoxFuture, HttpAttempts, Lent};
+use attempt::{BoxFuture, HttpAttempts};
+use loan::SerialLoan;
 
 /// The default name of the attempt-number header.
 pub const DEFAULT_ATTEMPT_HEADER: HeaderName = HeaderName::from_static("x-attempt-count");
@@ -241,7 +245,6 @@ impl<'a> Call<'a> {
         ext: &'a mut Extensions,
     ) -> impl std::future::Future<Output = reqwest_middleware::Result<Response>> + 'a {
         async move {
-            let extensions = Lent::new(std::mem::take(ext));
             // Only what the attempts need lives across the wait (see
             // `RetryPolicy::drive`): the future stays small.
             let report = {
@@ -257,14 +260,12 @@ impl<'a> Call<'a> {
                         host: &self.host,
                         original: &mut self.original,
                         next: self.next.clone(),
-                        extensions: &extensions,
+                        extensions: SerialLoan::new(ext),
                         attempt_started: self.started,
                     },
                 )
             }
             .await;
-            // Give the request's extensions back, as the last attempt left them.
-            *ext = extensions.into_inner();
             let inner = self.inner;
             if let Some(Ok(response)) = report.last() {
                 let clean = report.stop() == Stop::Succeeded

@@ -69,6 +69,11 @@ impl<T, E> RetryHook<T, E> for NoHook {
 ///
 /// The closure executor and `rebound-http`'s middleware implement it;
 /// implement it to drive a [`RetryPolicy`] over your own transport.
+///
+/// The loop holds one attempt at a time: it finishes or drops each attempt
+/// before it starts the next, and drops every attempt before its own future
+/// completes. A driver may rely on that, e.g. to lend every attempt the same
+/// `&mut` borrow (`rebound-http` does, with the request's extensions).
 #[cfg(feature = "tokio")]
 pub trait AttemptIo<T, E> {
     /// An attempt in flight.
@@ -163,13 +168,14 @@ impl RetryPolicy {
                             return finish(&state, stop, last);
                         }
                     };
-                    let result = match self
-                        .clock
-                        .timeout(attempt.timeout(), io.start(&attempt))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(elapsed) => Err(Failure::Timeout(elapsed.after())),
+                    let result = match attempt.timeout() {
+                        // No timer to set, poll or drop when there is no
+                        // timeout (the common case).
+                        None => io.start(&attempt).await,
+                        limit => match self.clock.timeout(limit, io.start(&attempt)).await {
+                            Ok(r) => r,
+                            Err(elapsed) => Err(Failure::Timeout(elapsed.after())),
+                        },
                     };
                     let number = attempt.number();
                     let outcome = io.outcome(&result);
