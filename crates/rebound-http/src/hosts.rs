@@ -14,6 +14,9 @@
 //! when a new host is added, and when the registry is full the least
 //! recently used are dropped first. A request in flight keeps its host's
 //! state alive; a later request to an evicted host starts afresh.
+//!
+//! The host added last is also kept with the start of the URL that added it,
+//! so a client that talks to one host finds it with one string comparison.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -101,8 +104,53 @@ impl fmt::Debug for Host {
     }
 }
 
+/// The hosts by authority, and the one added last.
+#[derive(Default)]
+struct Hosts {
+    by_authority: HostMap,
+    /// The host added last, with the start of the URL that added it
+    /// (`scheme://host[:port]`, none with user info). Most clients talk to
+    /// one host: its requests are matched against this start instead of
+    /// slicing the authority out of the URL, hashing it and probing the
+    /// map, which cost ~150 instructions a request.
+    newest: Option<(Box<str>, Arc<Host>)>,
+}
+
+impl Hosts {
+    /// The newest host, if `url` (serialized) is on it.
+    fn newest_for(&self, url: &str) -> Option<&Arc<Host>> {
+        let (start, host) = self.newest.as_ref()?;
+        let rest = url.strip_prefix(&**start)?;
+        // The authority must end where the start does: `http://a:80` is
+        // not the start of `http://a:8080/`.
+        matches!(rest.as_bytes().first(), None | Some(b'/' | b'?' | b'#')).then_some(host)
+    }
+
+    /// Forgets the newest host if it is no longer in the map.
+    fn forget_newest_if_gone(&mut self) {
+        if let Some((_, host)) = &self.newest {
+            let kept = self
+                .by_authority
+                .get(&*host.authority)
+                .is_some_and(|h| Arc::ptr_eq(h, host));
+            if !kept {
+                self.newest = None;
+            }
+        }
+    }
+}
+
+/// Records a use of `host` at `now` and hands out a reference.
+fn touch(host: &Arc<Host>, now: u64) -> Arc<Host> {
+    // Only write when it moved, so hot hosts don't bounce a line.
+    if host.last_used.load(Ordering::Relaxed) != now {
+        host.last_used.store(now, Ordering::Relaxed);
+    }
+    Arc::clone(host)
+}
+
 pub(crate) struct Registry {
-    map: RwLock<HostMap>,
+    map: RwLock<Hosts>,
     template: RetryPolicyBuilder,
     /// The explicit dependency name; `None`: each host's authority.
     dependency: Option<Arc<str>>,
@@ -124,7 +172,7 @@ impl Registry {
         idle_timeout: Option<Duration>,
     ) -> Result<Self, ConfigError> {
         let r = Registry {
-            map: RwLock::new(HostMap::default()),
+            map: RwLock::new(Hosts::default()),
             origin: clock.now(),
             template,
             dependency,
@@ -184,39 +232,68 @@ impl Registry {
     /// The state for `url`'s authority, created on first use; `now` is the
     /// clock's current time (the caller has just read it).
     pub(crate) fn get(&self, url: &reqwest::Url, now: Instant) -> Result<Arc<Host>, ConfigError> {
-        // `host[:port]` sliced straight from the URL's serialization: the
-        // port is there only when not the scheme's default; no user info.
-        self.get_key_at(&url[Position::BeforeHost..Position::AfterPort], now)
+        let now = self.nanos_at(now);
+        let key = {
+            let hosts = self.read();
+            if let Some(h) = hosts.newest_for(url.as_str()) {
+                return Ok(touch(h, now));
+            }
+            // `host[:port]` sliced straight from the URL's serialization:
+            // the port is there only when not the scheme's default; no user
+            // info.
+            let key = &url[Position::BeforeHost..Position::AfterPort];
+            if let Some(h) = hosts.by_authority.get(key) {
+                return Ok(touch(h, now));
+            }
+            key
+        };
+        let start = &url[..Position::AfterPort];
+        // No user info kept in memory longer than the request.
+        let start = (!start.contains('@')).then_some(start);
+        self.insert(key, start, now)
     }
 
     #[cfg(test)]
     fn get_key(&self, key: &str) -> Result<Arc<Host>, ConfigError> {
-        self.get_key_at(key, self.clock.now())
+        let now = self.now_nanos();
+        if let Some(h) = self.read().by_authority.get(key) {
+            return Ok(touch(h, now));
+        }
+        self.insert(key, None, now)
     }
 
-    fn get_key_at(&self, key: &str, now: Instant) -> Result<Arc<Host>, ConfigError> {
-        let now = self.nanos_at(now);
-        {
-            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(h) = map.get(key) {
-                // Only write when it moved, so hot hosts don't bounce a line.
-                if h.last_used.load(Ordering::Relaxed) != now {
-                    h.last_used.store(now, Ordering::Relaxed);
-                }
-                return Ok(Arc::clone(h));
-            }
-        }
+    /// A host not in the map yet: made from the template and added, as the
+    /// newest when `start` (the URL up to its port) is given.
+    fn insert(&self, key: &str, start: Option<&str>, now: u64) -> Result<Arc<Host>, ConfigError> {
         let host = Arc::new(self.create(Arc::from(key))?);
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = map.get(key) {
+        let mut hosts = self.write();
+        if let Some(h) = hosts.by_authority.get(key) {
             return Ok(Arc::clone(h)); // another request created it meanwhile
         }
-        self.make_room(&mut map, now);
-        map.insert(Arc::clone(&host.authority), Arc::clone(&host));
+        self.make_room(&mut hosts, now);
+        hosts
+            .by_authority
+            .insert(Arc::clone(&host.authority), Arc::clone(&host));
+        if let Some(start) = start {
+            hosts.newest = Some((start.into(), Arc::clone(&host)));
+        }
         Ok(host)
     }
 
-    fn make_room(&self, map: &mut HostMap, now: u64) {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Hosts> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Hosts> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn make_room(&self, hosts: &mut Hosts, now: u64) {
+        self.evict(&mut hosts.by_authority, now);
+        hosts.forget_newest_if_gone();
+    }
+
+    fn evict(&self, map: &mut HostMap, now: u64) {
         if let Some(idle) = self.idle_timeout {
             let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
             // Sweep at most every quarter of the idle timeout, or when full.
@@ -251,27 +328,28 @@ impl Registry {
         };
         let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
         let now = self.now_nanos();
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let before = map.len();
-        map.retain(|_, h| now.saturating_sub(h.last_used.load(Ordering::Relaxed)) < idle);
+        let mut hosts = self.write();
+        let before = hosts.by_authority.len();
+        hosts
+            .by_authority
+            .retain(|_, h| now.saturating_sub(h.last_used.load(Ordering::Relaxed)) < idle);
+        hosts.forget_newest_if_gone();
         self.last_sweep.store(now, Ordering::Relaxed);
-        before - map.len()
+        before - hosts.by_authority.len()
     }
 
     pub(crate) fn peek(&self, key: &str) -> Option<Arc<Host>> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(key).cloned()
+        self.read().by_authority.get(key).cloned()
     }
 
     /// Every host with state now.
     #[cfg(feature = "config")]
     pub(crate) fn all(&self) -> Vec<Arc<Host>> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.values().cloned().collect()
+        self.read().by_authority.values().cloned().collect()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.read().by_authority.len()
     }
 }
 
@@ -330,6 +408,64 @@ mod tests {
         assert_eq!(key("http://a.example:8080/x?q"), "a.example:8080");
         assert_eq!(key("http://user:secret@a.example:81/"), "a.example:81");
         assert_eq!(key("http://[::1]:3000/"), "[::1]:3000");
+    }
+
+    fn url(u: &str) -> reqwest::Url {
+        reqwest::Url::parse(u).unwrap()
+    }
+
+    fn get(r: &Registry, u: &str) -> Arc<Host> {
+        r.get(&url(u), r.clock.now()).unwrap()
+    }
+
+    #[test]
+    fn the_newest_host_is_found_by_the_start_of_its_urls() {
+        let (r, _) = registry(10, None);
+        let a = get(&r, "http://a.example:808/x");
+        assert!(Arc::ptr_eq(&a, &get(&r, "http://a.example:808/y?q=1")));
+        assert!(Arc::ptr_eq(&a, &get(&r, "http://a.example:808?q")));
+        assert!(Arc::ptr_eq(&a, &get(&r, "http://a.example:808#f")));
+        // Same authority, another start: found in the map.
+        assert!(Arc::ptr_eq(&a, &get(&r, "https://a.example:808/")));
+        // A longer port, or the start as user info: other hosts.
+        let b = get(&r, "http://a.example:8080/");
+        assert_eq!(b.authority(), "a.example:8080");
+        let c = get(&r, "http://a.example:808@c.example/");
+        assert_eq!(c.authority(), "c.example");
+        assert!(!Arc::ptr_eq(&a, &b) && !Arc::ptr_eq(&a, &c));
+        assert_eq!(r.len(), 3);
+        for (key, host) in [("a.example:808", &a), ("a.example:8080", &b)] {
+            assert!(Arc::ptr_eq(&r.peek(key).unwrap(), host));
+        }
+    }
+
+    #[test]
+    fn user_info_is_never_kept_as_the_newest_start() {
+        let (r, _) = registry(10, None);
+        get(&r, "http://a.example/");
+        get(&r, "http://user:secret@b.example/");
+        let newest = r.read().newest.as_ref().map(|(start, _)| start.to_string());
+        assert_eq!(newest.as_deref(), Some("http://a.example"));
+    }
+
+    #[test]
+    fn an_evicted_newest_host_is_not_found_by_its_start() {
+        // Evicted as idle.
+        let (r, time) = registry(10, Some(Duration::from_secs(60)));
+        let old = get(&r, "http://a.example/");
+        time.advance(Duration::from_secs(61));
+        assert_eq!(r.evict_idle(), 1);
+        let new = get(&r, "http://a.example/");
+        assert!(!Arc::ptr_eq(&old, &new), "the evicted state came back");
+        assert!(Arc::ptr_eq(&r.peek("a.example").unwrap(), &new));
+        // Evicted to make room, by a host that came through the map.
+        let (r, _) = registry(1, None);
+        let old = get(&r, "http://a.example/");
+        r.get_key("b.example").unwrap();
+        assert!(r.peek("a.example").is_none());
+        let new = get(&r, "http://a.example/");
+        assert!(!Arc::ptr_eq(&old, &new), "the evicted state came back");
+        assert!(Arc::ptr_eq(&r.peek("a.example").unwrap(), &new));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Extensions, Method, StatusCode};
-use rebound::{Failure, Report, Stop};
+use rebound::{Failure, Stop};
 use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
@@ -266,69 +266,77 @@ impl<'a> Call<'a> {
                 )
             }
             .await;
-            let inner = self.inner;
-            if let Some(Ok(response)) = report.last() {
-                let clean = report.stop() == Stop::Succeeded
-                    && report.attempts() == 1
-                    && response.status().is_success();
-                if clean && !inner.report_every_response {
-                    // The common case: answered on the first attempt. No report
-                    // (an entry in the response's extensions is an allocation).
-                    let Some(Ok(response)) = report.into_last() else {
-                        unreachable!("matched above")
-                    };
-                    return Ok(response);
-                }
-            }
-            let mut retry_report = self.report(&report);
+            let (stop, attempts) = (report.stop(), report.attempts());
+            // The common case: answered on the first attempt. No report (an
+            // entry in the response's extensions is an allocation).
+            let clean =
+                stop == Stop::Succeeded && attempts == 1 && !self.inner.report_every_response;
             match report.into_last() {
-                Some(Ok(response)) if inner.error_on_give_up && retry_report.gave_up() => {
-                    Err(reqwest_middleware::Error::middleware(Error {
-                        status: Some(response.status()),
-                        report: retry_report,
-                        last: None,
-                    }))
-                }
-                Some(Ok(mut response)) => {
-                    let status = response.status();
-                    if retry_report.stop == Stop::Succeeded
-                        && (status.is_client_error() || status.is_server_error())
-                    {
-                        // The core counts any accepted response as a healthy
-                        // dependency (budget, breaker); the caller is told the
-                        // request failed for good.
-                        retry_report.stop = Stop::Permanent;
-                    }
-                    response.extensions_mut().insert(retry_report);
-                    Ok(response)
-                }
-                Some(Err(Failure::Error(e))) if retry_report.stop == Stop::Permanent => Err(e),
-                last => Err(reqwest_middleware::Error::middleware(Error {
-                    report: retry_report,
-                    last: last.and_then(Result::err),
-                    status: None,
-                })),
+                Some(Ok(response)) if clean && response.status().is_success() => Ok(response),
+                last => self.answer(stop, attempts, last),
             }
         }
     }
 
+    /// The answer to a call that did not end cleanly on its first attempt
+    /// (or whose every response gets a report): the response with its
+    /// report, or the error.
+    #[cold]
+    fn answer(
+        &mut self,
+        stop: Stop,
+        attempts: u32,
+        last: Option<Result<Response, Failure<reqwest_middleware::Error>>>,
+    ) -> reqwest_middleware::Result<Response> {
+        let inner = self.inner;
+        let mut retry_report = self.report(stop, attempts);
+        match last {
+            Some(Ok(response)) if inner.error_on_give_up && retry_report.gave_up() => {
+                Err(reqwest_middleware::Error::middleware(Error {
+                    status: Some(response.status()),
+                    report: retry_report,
+                    last: None,
+                }))
+            }
+            Some(Ok(mut response)) => {
+                let status = response.status();
+                if retry_report.stop == Stop::Succeeded
+                    && (status.is_client_error() || status.is_server_error())
+                {
+                    // The core counts any accepted response as a healthy
+                    // dependency (budget, breaker); the caller is told the
+                    // request failed for good.
+                    retry_report.stop = Stop::Permanent;
+                }
+                response.extensions_mut().insert(retry_report);
+                Ok(response)
+            }
+            Some(Err(Failure::Error(e))) if retry_report.stop == Stop::Permanent => Err(e),
+            last => Err(reqwest_middleware::Error::middleware(Error {
+                report: retry_report,
+                last: last.and_then(Result::err),
+                status: None,
+            })),
+        }
+    }
+
     /// The report of a call that did not end cleanly on its first attempt.
-    fn report<T, E>(&mut self, report: &Report<T, E>) -> RetryReport {
+    fn report(&mut self, stop: Stop, attempts: u32) -> RetryReport {
         let host = &*self.host;
-        let stop = report.stop();
         // "Not retried" matters only when a retry would otherwise have been
         // tried: a transient failure on the one attempt allowed (not a
         // success, a permanent failure, or a breaker refusing the first).
-        let not_retried = self.not_retried.take().filter(|_| {
-            report.attempts() > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent)
-        });
+        let not_retried = self
+            .not_retried
+            .take()
+            .filter(|_| attempts > 0 && !matches!(stop, Stop::Succeeded | Stop::Permanent));
         if let Some(why) = &not_retried {
             telemetry::not_retried(host, why.as_str());
         }
         RetryReport {
             host: host.authority_arc().clone(),
             dependency: host.dependency_arc().clone(),
-            attempts: report.attempts(),
+            attempts,
             stop,
             elapsed: host
                 .policy()

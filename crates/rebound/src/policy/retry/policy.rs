@@ -182,6 +182,7 @@ impl RetryPolicy {
     }
 
     /// Starts the sans-IO state of one call.
+    #[inline]
     pub fn start(&self) -> RetryState {
         RetryState::new(self)
     }
