@@ -131,6 +131,13 @@ impl RetryBudget {
         }
     }
 
+    /// Whether the budget counts attempts' outcomes (a token bucket does; a
+    /// ratio budget counts only requests and retries).
+    #[inline]
+    pub(crate) fn counts_outcomes(&self) -> bool {
+        matches!(*self.inner, Inner::Bucket(_))
+    }
+
     /// Records an attempt that succeeded. Token buckets refund `token_ratio`.
     #[inline]
     pub fn record_success(&self) {

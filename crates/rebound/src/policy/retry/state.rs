@@ -67,6 +67,13 @@ impl RetryPolicy {
     }
 }
 
+/// Tells the policy's budget of a call's first attempt; out of line, so
+/// the plain path of [`RetryState::begin_attempt`] stays small.
+#[inline(never)]
+fn record_request(policy: &RetryPolicy) {
+    policy.record_request();
+}
+
 impl RetryState {
     /// A new call starting now (on the policy's clock).
     #[inline]
@@ -132,10 +139,14 @@ impl RetryState {
     /// breaker refuses it.
     #[inline]
     pub fn begin_attempt(&mut self, policy: &RetryPolicy) -> Result<Attempt, Stop> {
-        // Nothing to consult (no deadline, throttle, breaker or budget): the
-        // same answer as the full path below, small enough to inline.
-        if policy.attempts_are_plain() && policy.budget.is_none() {
+        // Nothing to consult (no deadline, throttle or breaker; a budget is
+        // only told of the request): the same answer as the full path
+        // below, small enough to inline.
+        if policy.attempts_are_plain() {
             self.attempts += 1;
+            if self.attempts == 1 && policy.budget.is_some() {
+                record_request(policy);
+            }
             return Ok(Attempt::plain(
                 policy,
                 self.attempts,
@@ -242,14 +253,14 @@ impl RetryState {
         outcome: Outcome<'_, T, E>,
         decision: Decision,
     ) -> Next {
-        // A first attempt accepted with nothing to tell (no breaker,
-        // throttle or budget): the full path's answer, small enough to
-        // inline into every driver.
+        // A first attempt accepted with nothing to tell (no breaker or
+        // throttle, no budget that counts outcomes): the full path's answer,
+        // small enough to inline into every driver.
         if decision == Decision::DoNotRetry
             && matches!(outcome, Outcome::Ok(_))
             && attempt.number == 1
             && attempt.admission.is_empty()
-            && policy.budget.is_none()
+            && policy.budget.as_ref().is_none_or(|b| !b.counts_outcomes())
         {
             // It holds no permit, so there is nothing to release; skipping
             // its drop glue keeps this path free of calls.
