@@ -27,12 +27,8 @@ impl AmqpQueue {
         let mut ids = Vec::with_capacity(jobs.len());
         let mut confirms = Vec::with_capacity(jobs.len());
         for job in jobs {
-            // Ids by time: milliseconds × 65536 + a counter of this process.
-            let n = self
-                .inner
-                .next_id
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let id = JobId(now.as_millis().saturating_mul(65_536) + (n & 0xFFFF));
+            // Ids by time and producer (see `ids`).
+            let id = self.inner.ids.next(now.as_millis());
             let rec = apply::new_record(id, job, now);
             let queue = self.due_queue(&rec, now).await?;
             confirms.push((self.send(&queue, &rec).await?, queue));

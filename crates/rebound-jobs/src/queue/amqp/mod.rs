@@ -43,6 +43,12 @@
 //!   in this process; [`Queue::counts`] counts running jobs of this process
 //!   only (AMQP does not report unacked messages), and retry queues this
 //!   process declared.
+//! * **Job ids** are made by the producer, since RabbitMQ numbers no
+//!   messages: the enqueue time in milliseconds (never the same twice for
+//!   one producer) and a 22-bit producer number, drawn at random when the
+//!   adapter connects or given with [`AmqpQueue::with_producer_id`]. A
+//!   producer's ids increase; two producers clash only if they have the same
+//!   number (1 in 4,194,304 for random ones).
 //! * **Messages from other producers** are jobs too: their job id is their
 //!   `message_id` if it is a number, else a hash of it (or of the body).
 //!
@@ -57,6 +63,7 @@
 mod claim;
 mod connection;
 mod dead;
+mod ids;
 mod message;
 mod publish;
 mod settle;
@@ -125,7 +132,8 @@ struct Inner {
     wake: Arc<tokio::sync::Notify>,
     in_flight: InFlight<lapin::Acker>,
     retry_queues: Mutex<BTreeSet<u64>>,
-    next_id: std::sync::atomic::AtomicU64,
+    /// Ids for the jobs this producer enqueues (see `ids`).
+    ids: ids::IdSource,
     /// The runtime the queue was connected on: the consumer task runs
     /// there, not on whichever runtime happens to claim first (which may
     /// block, like a worker on a current-thread runtime).
@@ -168,7 +176,7 @@ impl AmqpQueue {
                 wake: Arc::new(tokio::sync::Notify::new()),
                 in_flight: InFlight::default(),
                 retry_queues: Mutex::new(BTreeSet::new()),
-                next_id: std::sync::atomic::AtomicU64::new(0),
+                ids: ids::IdSource::random(&mut rebound::RandomSource::entropy().rng()),
                 runtime: tokio::runtime::Handle::current(),
             }),
             clock: rebound::Clock::default(),
@@ -194,6 +202,35 @@ impl AmqpQueue {
         })?;
         inner.prefetch = n;
         Ok(self)
+    }
+
+    /// Numbers this producer (at most 4,194,303) in the ids of the jobs it
+    /// enqueues, instead of a number drawn at random when it connects.
+    ///
+    /// RabbitMQ numbers no messages, so each producer makes its jobs' ids:
+    /// the enqueue time in milliseconds and the producer's number. Random
+    /// numbers of two producers are the same with probability 1 in
+    /// 4,194,304; give each producer of a queue its own number (a replica's
+    /// ordinal, say) to rule that out.
+    pub fn with_producer_id(mut self, id: u32) -> Result<Self, QueueError> {
+        if id > ids::MAX_PRODUCER {
+            return Err(QueueError::Invalid {
+                field: "producer_id",
+                reason: format!("{id} is larger than {}", ids::MAX_PRODUCER),
+            });
+        }
+        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| QueueError::Invalid {
+            field: "producer_id",
+            reason: "set the producer id before cloning the queue".into(),
+        })?;
+        inner.ids = ids::IdSource::new(id);
+        Ok(self)
+    }
+
+    /// This producer's number in the ids it makes (see
+    /// [`with_producer_id`](Self::with_producer_id)).
+    pub fn producer_id(&self) -> u32 {
+        self.inner.ids.producer()
     }
 
     /// The clock read for the times recorded with jobs and by workers.
