@@ -126,6 +126,13 @@
 //! whether to retry and after how long; this crate sends, waits on the
 //! policy's [`Clock`](rebound::Clock) and reports. A manual clock in the
 //! policy makes every wait instant and every delay observable in tests.
+//!
+//! One private module uses `unsafe`: each attempt is lent the request's
+//! `&mut Extensions` by reborrow, which is sound because the core's attempt
+//! loop holds one attempt at a time (a promise of
+//! [`AttemptIo`](rebound::retry::AttemptIo), tested in the core). The lock
+//! and the boxed future per attempt that safe code needed cost about 430
+//! instructions a request. Its tests run under Miri in CI.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
