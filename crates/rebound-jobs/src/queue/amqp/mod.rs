@@ -39,8 +39,8 @@
 //! * **Browsing the dead-letter queue** (list, show, redrive, purge) takes
 //!   its messages on a channel of its own and returns the ones it keeps
 //!   when done; two operators browsing at once see part of it each.
-//! * **Lookups**: [`Queue::job`] finds dead-lettered jobs and jobs running
-//!   in this process; [`Queue::counts`] counts running jobs of this process
+//! * **Lookups**: [`Queue::job`](crate::Queue::job) finds dead-lettered jobs and jobs running
+//!   in this process; [`Queue::counts`](crate::Queue::counts) counts running jobs of this process
 //!   only (AMQP does not report unacked messages), and retry queues this
 //!   process declared.
 //! * **Job ids** are made by the producer, since RabbitMQ numbers no
@@ -72,16 +72,11 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use lapin::{Channel, Connection};
 
-use crate::dlq::DeadLetterFilter;
-use crate::job::{
-    validate_queue_name, ClaimedJob, JobId, JobRecord, Lease, NewJob, QueueCounts, Settlement,
-};
+use crate::job::validate_queue_name;
 use crate::queue::broker::InFlight;
-use crate::queue::{ClaimRequest, Queue, QueueError};
-use crate::time::Timestamp;
+use crate::queue::QueueError;
 
 const BACKEND: &str = "amqp";
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -264,8 +259,7 @@ impl AmqpQueue {
     }
 }
 
-#[async_trait]
-impl Queue for AmqpQueue {
+crate::queue::broker::impl_queue_for_broker!(AmqpQueue {
     fn backend(&self) -> &'static str {
         BACKEND
     }
@@ -277,71 +271,4 @@ impl Queue for AmqpQueue {
     fn notifier(&self) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.inner.wake.clone())
     }
-
-    async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
-        Ok(self.add(vec![job], now).await?[0])
-    }
-
-    async fn enqueue_many_at(
-        &self,
-        jobs: Vec<NewJob>,
-        now: Timestamp,
-    ) -> Result<Vec<JobId>, QueueError> {
-        self.add(jobs, now).await
-    }
-
-    async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {
-        self.take_due(req).await
-    }
-
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: Timestamp,
-        lease_for: Duration,
-    ) -> Result<Timestamp, QueueError> {
-        self.extend(lease, now, lease_for).await
-    }
-
-    async fn settle(
-        &self,
-        lease: &Lease,
-        settlement: Settlement,
-        now: Timestamp,
-    ) -> Result<(), QueueError> {
-        self.finish(lease, settlement, now).await
-    }
-
-    async fn rescue(&self, now: Timestamp, max: usize) -> Result<usize, QueueError> {
-        self.forget_expired(now, max).await
-    }
-
-    async fn counts(&self, queue: &str, now: Timestamp) -> Result<QueueCounts, QueueError> {
-        self.count(queue, now).await
-    }
-
-    async fn job(&self, id: JobId) -> Result<Option<JobRecord>, QueueError> {
-        self.find_job(id).await
-    }
-
-    async fn dead_letters(
-        &self,
-        filter: &DeadLetterFilter,
-        after: Option<JobId>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, QueueError> {
-        self.list_dead(filter, after, limit).await
-    }
-
-    async fn redrive(&self, ids: &[JobId], now: Timestamp) -> Result<usize, QueueError> {
-        self.move_back(ids, now).await
-    }
-
-    async fn purge(&self, ids: &[JobId]) -> Result<usize, QueueError> {
-        self.delete_dead(ids).await
-    }
-
-    async fn dead_letter_depth(&self, queue: Option<&str>) -> Result<u64, QueueError> {
-        self.dead_depth(queue).await
-    }
-}
+});

@@ -21,8 +21,10 @@
 mod envelope;
 mod in_flight;
 mod ops;
+mod queue_impl;
 
 pub(crate) use envelope::{claim, Envelope, ENVELOPE_HEADER};
 #[allow(unused_imports)] // which ones an adapter uses depends on the features
 pub(crate) use in_flight::{lost, InFlight};
 pub(crate) use ops::{find, listed, redrive, Outcome};
+pub(crate) use queue_impl::impl_queue_for_broker;

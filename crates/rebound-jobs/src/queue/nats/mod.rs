@@ -30,7 +30,7 @@
 //!
 //! * **The lease is the consumer's ack wait** (30 s by default,
 //!   [`with_lease`](NatsQueue::with_lease)); workers take it
-//!   ([`Queue::fixed_lease`]). After it the server redelivers on its own,
+//!   ([`Queue::fixed_lease`](crate::Queue::fixed_lease)). After it the server redelivers on its own,
 //!   and the server does not tell a late ack from a current one, so the
 //!   adapter refuses to settle or renew a delivery whose lease has ended on
 //!   the worker's clock: fencing by time, as good as the two clocks agree.
@@ -48,8 +48,8 @@
 //! * **Redrive** publishes a fresh message (a new sequence, a fresh budget)
 //!   and then deletes the dead-letter message; a crash between the two
 //!   leaves a copy in the dead-letter stream.
-//! * **Lookups**: [`Queue::job`] finds dead-lettered jobs and jobs running
-//!   in this process. [`Queue::counts`] reports messages waiting for their
+//! * **Lookups**: [`Queue::job`](crate::Queue::job) finds dead-lettered jobs and jobs running
+//!   in this process. [`Queue::counts`](crate::Queue::counts) reports messages waiting for their
 //!   `Nak` delay as running (the server counts both as pending acks), and
 //!   jobs enqueued for later as due until a claim first sees them: it
 //!   cannot count scheduled jobs apart.
@@ -78,15 +78,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use async_trait::async_trait;
 
-use crate::dlq::DeadLetterFilter;
-use crate::job::{
-    validate_queue_name, ClaimedJob, JobId, JobRecord, Lease, NewJob, QueueCounts, Settlement,
-};
+use crate::job::validate_queue_name;
 use crate::queue::broker::InFlight;
-use crate::queue::{ClaimRequest, Queue, QueueError};
-use crate::time::Timestamp;
+use crate::queue::QueueError;
 
 const BACKEND: &str = "nats";
 /// The header naming when a job enqueued for later is first due (ms).
@@ -307,10 +302,7 @@ impl NatsQueue {
     }
 }
 
-impl NatsQueue {}
-
-#[async_trait]
-impl Queue for NatsQueue {
+crate::queue::broker::impl_queue_for_broker!(NatsQueue {
     fn backend(&self) -> &'static str {
         BACKEND
     }
@@ -322,71 +314,4 @@ impl Queue for NatsQueue {
     fn fixed_lease(&self) -> Option<Duration> {
         Some(self.inner.lease)
     }
-
-    async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
-        Ok(self.add(vec![job], now).await?[0])
-    }
-
-    async fn enqueue_many_at(
-        &self,
-        jobs: Vec<NewJob>,
-        now: Timestamp,
-    ) -> Result<Vec<JobId>, QueueError> {
-        self.add(jobs, now).await
-    }
-
-    async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {
-        self.take_due(req).await
-    }
-
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: Timestamp,
-        lease_for: Duration,
-    ) -> Result<Timestamp, QueueError> {
-        self.extend(lease, now, lease_for).await
-    }
-
-    async fn settle(
-        &self,
-        lease: &Lease,
-        settlement: Settlement,
-        now: Timestamp,
-    ) -> Result<(), QueueError> {
-        self.finish(lease, settlement, now).await
-    }
-
-    async fn rescue(&self, now: Timestamp, max: usize) -> Result<usize, QueueError> {
-        self.forget_expired(now, max).await
-    }
-
-    async fn counts(&self, queue: &str, now: Timestamp) -> Result<QueueCounts, QueueError> {
-        self.count(queue, now).await
-    }
-
-    async fn job(&self, id: JobId) -> Result<Option<JobRecord>, QueueError> {
-        self.find_job(id).await
-    }
-
-    async fn dead_letters(
-        &self,
-        filter: &DeadLetterFilter,
-        after: Option<JobId>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, QueueError> {
-        self.list_dead(filter, after, limit).await
-    }
-
-    async fn redrive(&self, ids: &[JobId], now: Timestamp) -> Result<usize, QueueError> {
-        self.move_back(ids, now).await
-    }
-
-    async fn purge(&self, ids: &[JobId]) -> Result<usize, QueueError> {
-        self.delete_dead(ids).await
-    }
-
-    async fn dead_letter_depth(&self, queue: Option<&str>) -> Result<u64, QueueError> {
-        self.dead_depth(queue).await
-    }
-}
+});

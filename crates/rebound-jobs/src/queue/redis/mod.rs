@@ -41,7 +41,7 @@
 //!   is the payload if they have one, else their fields as a JSON object;
 //!   their job id is derived from the entry id (milliseconds × 65536 +
 //!   sequence).
-//! * **Lookups**: [`Queue::job`] finds dead-lettered jobs, scheduled
+//! * **Lookups**: [`Queue::job`](crate::Queue::job) finds dead-lettered jobs, scheduled
 //!   retries, and jobs running in this process; a job waiting in the stream
 //!   is not looked up. Listing the dead-letter stream reads it whole.
 //!
@@ -65,17 +65,12 @@ use entry::{map_err, Entry};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
-use crate::dlq::DeadLetterFilter;
-use crate::job::{
-    validate_queue_name, ClaimedJob, JobId, JobRecord, Lease, NewJob, QueueCounts, Settlement,
-};
+use crate::job::validate_queue_name;
 use crate::queue::broker::InFlight;
-use crate::queue::{ClaimRequest, Queue, QueueError};
-use crate::time::Timestamp;
+use crate::queue::QueueError;
 
 const BACKEND: &str = "redis";
 
@@ -198,8 +193,7 @@ impl RedisStreamQueue {
     }
 }
 
-#[async_trait]
-impl Queue for RedisStreamQueue {
+crate::queue::broker::impl_queue_for_broker!(RedisStreamQueue {
     fn backend(&self) -> &'static str {
         BACKEND
     }
@@ -207,71 +201,4 @@ impl Queue for RedisStreamQueue {
     fn clock(&self) -> &rebound::Clock {
         &self.clock
     }
-
-    async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId, QueueError> {
-        Ok(self.enqueue_many_at(vec![job], now).await?[0])
-    }
-
-    async fn enqueue_many_at(
-        &self,
-        jobs: Vec<NewJob>,
-        now: Timestamp,
-    ) -> Result<Vec<JobId>, QueueError> {
-        self.add(jobs, now).await
-    }
-
-    async fn claim(&self, req: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, QueueError> {
-        self.take_due(req).await
-    }
-
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: Timestamp,
-        lease_for: Duration,
-    ) -> Result<Timestamp, QueueError> {
-        self.extend(lease, now, lease_for).await
-    }
-
-    async fn settle(
-        &self,
-        lease: &Lease,
-        settlement: Settlement,
-        now: Timestamp,
-    ) -> Result<(), QueueError> {
-        self.finish(lease, settlement, now).await
-    }
-
-    async fn rescue(&self, now: Timestamp, max: usize) -> Result<usize, QueueError> {
-        self.forget_expired(now, max).await
-    }
-
-    async fn counts(&self, queue: &str, now: Timestamp) -> Result<QueueCounts, QueueError> {
-        self.count(queue, now).await
-    }
-
-    async fn job(&self, id: JobId) -> Result<Option<JobRecord>, QueueError> {
-        self.find_job(id).await
-    }
-
-    async fn dead_letters(
-        &self,
-        filter: &DeadLetterFilter,
-        after: Option<JobId>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, QueueError> {
-        self.list_dead(filter, after, limit).await
-    }
-
-    async fn redrive(&self, ids: &[JobId], now: Timestamp) -> Result<usize, QueueError> {
-        self.move_back(ids, now).await
-    }
-
-    async fn purge(&self, ids: &[JobId]) -> Result<usize, QueueError> {
-        self.delete_dead(ids).await
-    }
-
-    async fn dead_letter_depth(&self, queue: Option<&str>) -> Result<u64, QueueError> {
-        self.dead_depth(queue).await
-    }
-}
+});
