@@ -827,27 +827,39 @@ async fn a_clean_response_carries_a_report_only_when_asked() {
     assert_eq!(RetryReport::of(&res).unwrap().stop(), Stop::Permanent);
 }
 
-/// A middleware after the retry one that counts the attempts it saw in the
-/// request's extensions: each attempt sees what the one before left there,
+/// The attempts a middleware after the retry one saw, kept in the
+/// request's extensions.
+#[derive(Clone, Debug, PartialEq)]
+struct Seen(u32);
+
+/// A middleware after the retry one that counts the attempts in the
+/// request's extensions; with `hang_first`, the first attempt then never
+/// answers.
+struct CountAttempts {
+    hang_first: bool,
+}
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for CountAttempts {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        ext: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let n = ext.get::<Seen>().map_or(0, |s| s.0) + 1;
+        ext.insert(Seen(n));
+        if n == 1 && self.hang_first {
+            std::future::pending::<()>().await;
+        }
+        next.run(req, ext).await
+    }
+}
+
+/// Each attempt sees what the one before left in the request's extensions,
 /// and the caller gets them back.
 #[tokio::test]
 async fn extensions_pass_from_attempt_to_attempt_and_back() {
-    #[derive(Clone, Debug, PartialEq)]
-    struct Seen(u32);
-    struct Count;
-    #[async_trait::async_trait]
-    impl reqwest_middleware::Middleware for Count {
-        async fn handle(
-            &self,
-            req: reqwest::Request,
-            ext: &mut http::Extensions,
-            next: reqwest_middleware::Next<'_>,
-        ) -> reqwest_middleware::Result<reqwest::Response> {
-            let n = ext.get::<Seen>().map_or(0, |s| s.0) + 1;
-            ext.insert(Seen(n));
-            next.run(req, ext).await
-        }
-    }
     let server = TestServer::start(|i, _| if i < 2 { status(503) } else { status(200) }).await;
     let (clock, _) = Clock::manual();
     let mw = RetryMiddleware::builder()
@@ -856,7 +868,7 @@ async fn extensions_pass_from_attempt_to_attempt_and_back() {
         .unwrap();
     let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(mw)
-        .with(Count)
+        .with(CountAttempts { hang_first: false })
         .build();
     let mut ext = http::Extensions::new();
     ext.insert(Seen(10));
@@ -875,26 +887,6 @@ async fn extensions_pass_from_attempt_to_attempt_and_back() {
 /// next attempt sees it, and so does the caller.
 #[tokio::test(start_paused = true)]
 async fn extensions_survive_an_attempt_cut_off_by_its_timeout() {
-    #[derive(Clone, Debug, PartialEq)]
-    struct Seen(u32);
-    /// Writes the attempt's number, then hangs on the first attempt.
-    struct HangFirst;
-    #[async_trait::async_trait]
-    impl reqwest_middleware::Middleware for HangFirst {
-        async fn handle(
-            &self,
-            req: reqwest::Request,
-            ext: &mut http::Extensions,
-            next: reqwest_middleware::Next<'_>,
-        ) -> reqwest_middleware::Result<reqwest::Response> {
-            let n = ext.get::<Seen>().map_or(0, |s| s.0) + 1;
-            ext.insert(Seen(n));
-            if n == 1 {
-                std::future::pending::<()>().await;
-            }
-            next.run(req, ext).await
-        }
-    }
     let server = TestServer::start(|_, _| status(200)).await;
     let mw = RetryMiddleware::builder()
         .policy(
@@ -908,7 +900,7 @@ async fn extensions_survive_an_attempt_cut_off_by_its_timeout() {
         .unwrap();
     let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(mw)
-        .with(HangFirst)
+        .with(CountAttempts { hang_first: true })
         .build();
     let mut ext = http::Extensions::new();
     let req = c.get(server.url("/")).build().unwrap();
